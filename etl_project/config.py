@@ -1,0 +1,214 @@
+"""The operator's YAML config (spec §4): load, substitute `${VAR}`, validate up front.
+
+Every problem is a `ConfigError` whose one-line message names the file and the field, so an
+operator fixes the file without reading code. Venue-specific fields are validated by the
+venue's own settings dataclass (see `etl_project.venues`), so a new venue adds no code here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from etl_project.errors import ConfigError
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Secret(str):
+    """A string that never shows itself in repr/str formatting of containers or logs.
+
+    `.reveal()` is the only way to the value; it is used where a header is built.
+    """
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret value in a text (exception messages, URLs) by `***`."""
+    for value in secrets:
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One configured source: common fields plus the venue's validated settings."""
+
+    name: str
+    kind: str
+    settings: Any
+    account_group: str = "Default"
+    keep_zero_rows: bool = False
+    system_accounts: frozenset[str] = frozenset()
+    main_types: Mapping[str, str] = field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        """Every secret value of this source, for redaction."""
+        return [
+            getattr(self.settings, f.name).reveal()
+            for f in dataclasses.fields(self.settings)
+            if isinstance(getattr(self.settings, f.name), Secret)
+        ]
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Report-wide operating settings (cutoff for live fetches, check thresholds, schedule)."""
+
+    live_cutoff_hours: float = 6.0
+    schedule_utc: str = "02:00"
+    movement_threshold_pct: float = 50.0
+    row_count_threshold_pct: float = 50.0
+    freshness_utc: str = "06:00"
+    on_source_failure: str = "partial"  # partial | fail
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole run configuration."""
+
+    storage: str
+    warehouse: str
+    sources: tuple[SourceConfig, ...]
+    report: ReportSettings = ReportSettings()
+    path: str | None = None
+
+    def source(self, name: str) -> SourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise ConfigError(f"no source named {name!r}")
+
+
+_COMMON = {"name", "kind", "account_group", "keep_zero_rows", "system_accounts", "main_types"}
+
+
+def substitute_env(text: str, env: Mapping[str, str], where: str) -> str:
+    """Replace `${VAR}`; a missing variable is an error naming it (never silently empty)."""
+    missing = sorted({m for m in _VAR.findall(text) if m not in env})
+    if missing:
+        raise ConfigError(f"{where}: environment variable(s) not set: {', '.join(missing)}")
+    return _VAR.sub(lambda m: env[m.group(1)], text)
+
+
+def check_url(value: str, where: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """Validate an absolute URL with one of `schemes` and a host; returns it without a trailing /."""
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigError(f"{where}: {value!r} is not a valid {'/'.join(schemes)} URL")
+    return value.rstrip("/")
+
+
+def _settings(kind: str, raw: Mapping[str, Any], where: str) -> Any:
+    from etl_project.venues import connector_for  # local: venues import config
+
+    settings_type = connector_for(kind, where).settings_type
+    fields = {f.name: f for f in dataclasses.fields(settings_type)}
+    hints = typing.get_type_hints(settings_type)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) for kind {kind!r}: {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing required field {name!r} for kind {kind!r}")
+            continue
+        value = raw[name]
+        if hints[name] in (Secret, Secret | None) and value is not None:
+            value = Secret(str(value))
+        values[name] = value
+    try:
+        settings = settings_type(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate(where)
+    return settings
+
+
+def parse_config(data: Mapping[str, Any], where: str = "config") -> AppConfig:
+    """Validate an already-substituted config mapping."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: top level must be a mapping")
+    unknown = sorted(set(data) - {"storage", "warehouse", "sources", "report"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level field(s): {', '.join(unknown)}")
+    storage = str(data.get("storage") or "./data/lake")
+    if storage.startswith("s3://") and not urlparse(storage).netloc:
+        raise ConfigError(f"{where}: storage {storage!r} has no bucket")
+    warehouse = str(data.get("warehouse") or "duckdb:///./data/warehouse.duckdb")
+    if "://" not in warehouse:
+        raise ConfigError(f"{where}: warehouse {warehouse!r} is not an SQLAlchemy URL")
+    raw_sources = data.get("sources")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise ConfigError(f"{where}: 'sources' must be a non-empty list")
+    sources: list[SourceConfig] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_sources):
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: sources[{i}] must be a mapping")
+        name = str(raw.get("name") or "")
+        here = f"{where}: sources[{i}] ({name or 'unnamed'})"
+        if not _NAME.match(name):
+            raise ConfigError(f"{here}: name must match {_NAME.pattern}")
+        if name in seen:
+            raise ConfigError(f"{where}: duplicate source name {name!r}")
+        seen.add(name)
+        kind = str(raw.get("kind") or "")
+        venue_fields = {k: v for k, v in raw.items() if k not in _COMMON}
+        settings = _settings(kind, venue_fields, here)
+        sources.append(
+            SourceConfig(
+                name=name,
+                kind=kind,
+                settings=settings,
+                account_group=str(raw.get("account_group") or "Default"),
+                keep_zero_rows=bool(raw.get("keep_zero_rows", False)),
+                system_accounts=frozenset(str(a) for a in raw.get("system_accounts") or ()),
+                main_types={str(k): str(v) for k, v in (raw.get("main_types") or {}).items()},
+            )
+        )
+    report_raw = data.get("report") or {}
+    try:
+        report = ReportSettings(**report_raw)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: report: {exc}") from None
+    if report.on_source_failure not in ("partial", "fail"):
+        raise ConfigError(f"{where}: report.on_source_failure must be 'partial' or 'fail'")
+    return AppConfig(storage=storage, warehouse=warehouse, sources=tuple(sources), report=report)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> AppConfig:
+    """Read, substitute and validate the YAML config at `path`."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read config: {exc.strerror}") from None
+    # Substitute only outside comments, so a commented-out ${VAR} is not required.
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    text = substitute_env("\n".join(lines), os.environ if env is None else env, where)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    config = parse_config(data, where)
+    return dataclasses.replace(config, path=where)

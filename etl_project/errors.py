@@ -1,0 +1,42 @@
+"""Typed errors. Messages are one line, name the source, and never carry a secret."""
+
+from __future__ import annotations
+
+
+class EtlError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(EtlError):
+    """The configuration file is invalid; the message says where and why."""
+
+
+class VenueError(EtlError):
+    """A venue call failed. `code` is the venue's own error code when it sent one."""
+
+    def __init__(self, source: str, message: str, *, code: str | None = None,
+                 status: int | None = None) -> None:
+        self.source = source
+        self.code = code
+        self.status = status
+        super().__init__(f"{source}: {message}")
+
+
+class VenueAuthError(VenueError):
+    """The venue rejected our credentials or signature."""
+
+
+class VenueRateLimited(VenueError):
+    """The venue kept answering 429/rate-limit past our retry budget."""
+
+
+class VenueUnavailable(VenueError):
+    """Connection failure, timeout or persistent 5xx."""
+
+
+class MalformedResponse(VenueError):
+    """The venue answered, but not in the documented shape."""
+
+
+class SnapshotMissing(EtlError):
+    """No raw snapshot is stored for a date that can no longer be fetched live."""

@@ -1,0 +1,1 @@
+"""The daily settlement balance report: its columns, schemas, build and serialisation."""

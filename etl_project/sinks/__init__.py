@@ -1,0 +1,1 @@
+"""Where things go: the object store (local folder or S3), report files, the warehouse."""

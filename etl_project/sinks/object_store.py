@@ -1,0 +1,143 @@
+"""Object store: a local folder by default, S3 through boto3 for `s3://bucket/prefix`.
+
+Keys are always `/`-separated and relative to the store's root, so the layout of spec §1
+(`raw/…`, `reports/…`, `quarantine/…`, `staging/…`) is the same on both.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class ObjectStore(ABC):
+    """The few operations the pipeline needs; both backends behave identically."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Write `data` at `key` atomically (readers see old or new, never half); return its URI."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """Read the object at `key`; `FileNotFoundError` when there is none."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where a person finds `key` (a path or an s3:// URI)."""
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.get(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class LocalObjectStore(ObjectStore):
+    """A folder on disk; writes go to a temp file then `os.replace` for atomicity."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"object key escapes the store: {key!r}")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return str(path)
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        start = base if base.is_dir() else base.parent
+        if not start.exists():
+            return []
+        keys = [
+            p.relative_to(self.root).as_posix()
+            for p in start.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        ]
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3ObjectStore(ObjectStore):
+    """An S3 bucket and prefix via boto3. `AWS_ENDPOINT_URL` (e.g. moto's server) is honoured."""
+
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        parsed = urlparse(url)
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        self.client = client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                               ContentType=content_type)
+        return self.uri(key)
+
+    def get(self, key: str) -> bytes:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(self.uri(key)) from None
+        body: bytes = obj["Body"].read()
+        return body
+
+    def list(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def open_store(location: str) -> ObjectStore:
+    """`s3://bucket/prefix` -> S3, anything else -> a local folder."""
+    if location.startswith("s3://"):
+        return S3ObjectStore(location)
+    return LocalObjectStore(location)

@@ -1,0 +1,304 @@
+"""The simulator's HTTP server: router, request counting, fault injection, admin endpoints.
+
+Venues are modules listed in `VENUE_MODULES`; each has `install(sim)` that calls
+`sim.add_venue(...)` and `sim.add_route(...)`. A route's handler gets a `Request` and returns a
+`Response`. Before a venue handler runs, the server counts the request for that venue and, when
+a fault is armed (`set_fault`), answers the fault instead.
+
+Admin endpoints (never counted as venue requests):
+- `GET /_sim/requests`: `{"<venue>": <count>, ...}` for every installed venue;
+- `POST /_sim/faults` with `{"venue", "status", "times", "retry_after", "body"}`: arm a fault;
+- `DELETE /_sim/faults`: clear every fault.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from etl_project.simulator.routing import (
+    ErrorBody,
+    Handler,
+    Request,
+    Response,
+    Router,
+    json_response,
+)
+
+log = logging.getLogger(__name__)
+
+#: Fixed simulator credentials (test data, not secrets of any real account).
+DEFAULT_KRAKEN_API_KEY = "sim-kraken-futures-api-key"
+DEFAULT_KRAKEN_API_SECRET = (
+    "wpLLtJYEpwT1u5wzZIHx9RDl13CoOh1+Yls2EsPRY5G9tDv/8PNM0PQDlZEXAYxCLzQc31udkiwnXR8N57uUYw=="
+)
+
+#: Venue modules; each exposes `install(sim: Simulator) -> None`. A new venue adds one line.
+VENUE_MODULES: tuple[str, ...] = ("etl_project.simulator.kraken_futures",)
+
+ADMIN_PREFIX = "/_sim/"
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """How the simulator listens and what it serves; same seed -> same data."""
+
+    seed: int = 7
+    host: str = "127.0.0.1"
+    port: int = 0
+    kraken_subaccounts: int = 3
+    kraken_api_key: str = DEFAULT_KRAKEN_API_KEY
+    kraken_api_secret: str = DEFAULT_KRAKEN_API_SECRET
+
+
+@dataclass
+class _Fault:
+    status: int
+    remaining: int
+    retry_after: float | int | str | None
+    body: bytes | None
+
+
+class Simulator:
+    """A local HTTP server speaking like the venues (see the module docstring)."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.router = Router()
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._faults: dict[str, _Fault] = {}
+        self._payloads: dict[str, bytes] = {}
+        self._error_bodies: dict[str, ErrorBody] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        for module in VENUE_MODULES:
+            importlib.import_module(module).install(self)
+
+    # --- venue registration --------------------------------------------------------------
+
+    def add_venue(self, name: str, error_body: ErrorBody) -> None:
+        """Register a venue; `error_body(status)` is its error body for injected faults."""
+        self._counts.setdefault(name, 0)
+        self._error_bodies[name] = error_body
+
+    def add_route(self, method: str, template: str, venue: str, handler: Handler) -> None:
+        self._known(venue)
+        self.router.add(method, template, venue, handler)
+
+    @property
+    def venues(self) -> tuple[str, ...]:
+        return tuple(self._counts)
+
+    def payload(self, venue: str) -> bytes | None:
+        """The bytes set by `serve_payload` for a venue, if any."""
+        with self._lock:
+            return self._payloads.get(venue)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        server = ThreadingHTTPServer((self.config.host, self.config.port), _handler_class(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="venue-simulator",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("venue simulator listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator is not started")
+        host, port = self._server.server_address[:2]
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{host_text}:{port}"
+
+    @property
+    def kraken_base_url(self) -> str:
+        return f"{self.url}/derivatives/api/v3"
+
+    # --- control -------------------------------------------------------------------------
+
+    def request_count(self, venue: str | None = None) -> int:
+        """Venue requests received (admin endpoints excluded), for one venue or all."""
+        with self._lock:
+            if venue is None:
+                return sum(self._counts.values())
+            self._known(venue)
+            return self._counts[venue]
+
+    def set_fault(
+        self,
+        venue: str,
+        status: int = 503,
+        times: int = 1,
+        retry_after: float | int | str | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """The next `times` requests of `venue` answer `status` (replaces an armed fault)."""
+        self._known(venue)
+        if not 100 <= int(status) <= 599:
+            raise ValueError(f"status {status} is not an HTTP status")
+        if int(times) < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._faults[venue] = _Fault(int(status), int(times), retry_after, body)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def serve_payload(self, venue: str, payload: bytes | None) -> None:
+        """Serve these bytes verbatim instead of generated data (None: back to generated)."""
+        self._known(venue)
+        with self._lock:
+            if payload is None:
+                self._payloads.pop(venue, None)
+            else:
+                self._payloads[venue] = bytes(payload)
+
+    def _known(self, venue: str) -> None:
+        if venue not in self._counts:
+            raise ValueError(f"unknown venue {venue!r} (known: {', '.join(self._counts)})")
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith(ADMIN_PREFIX):
+            return self._admin(request)
+        matched = self.router.match(request.method, request.path)
+        if matched is None:
+            return json_response(404, {"error": "notFound", "path": request.path})
+        if matched == "method":
+            return json_response(405, {"error": "methodNotAllowed", "path": request.path})
+        assert not isinstance(matched, str)
+        route, params = matched
+        with self._lock:
+            self._counts[route.venue] += 1
+            fault = self._faults.get(route.venue)
+            if fault is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    del self._faults[route.venue]
+        if fault is not None:
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            body = (
+                fault.body
+                if fault.body is not None
+                else self._error_bodies[route.venue](fault.status)
+            )
+            return Response(fault.status, body, headers=headers)
+        request = Request(
+            request.method, request.path, request.query, request.headers, request.body, params
+        )
+        return route.handler(request)
+
+    def _admin(self, request: Request) -> Response:
+        path = request.path
+        if path == "/_sim/requests" and request.method == "GET":
+            with self._lock:
+                return json_response(200, dict(self._counts))
+        if path == "/_sim/faults" and request.method == "DELETE":
+            self.clear_faults()
+            return json_response(200, {"ok": True})
+        if path == "/_sim/faults" and request.method == "POST":
+            try:
+                doc = json.loads(request.body or b"{}")
+                if not isinstance(doc, dict):
+                    raise ValueError("body must be a JSON object")
+                body = doc.get("body")
+                self.set_fault(
+                    str(doc["venue"]),
+                    status=int(doc.get("status", 503)),
+                    times=int(doc.get("times", 1)),
+                    retry_after=doc.get("retry_after"),
+                    body=None if body is None else str(body).encode("utf-8"),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                return json_response(400, {"error": f"bad fault: {exc}"})
+            return json_response(200, {"ok": True})
+        return json_response(404, {"error": "notFound", "path": path})
+
+
+def _handler_class(sim: Simulator) -> type[BaseHTTPRequestHandler]:
+    class _RequestHandler(BaseHTTPRequestHandler):
+        server_version = "etl-balances-simulator/1"
+        sys_version = ""
+        protocol_version = "HTTP/1.0"  # one request per connection: stop() leaves nothing behind
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            request = Request(
+                method=self.command,
+                path=parts.path,
+                query=parts.query,
+                headers={k: v for k, v in self.headers.items()},
+                body=body,
+            )
+            try:
+                response = sim.handle(request)
+            except Exception as exc:  # a handler bug must still answer, and show in the log
+                log.exception("simulator handler failed for %s %s", self.command, parts.path)
+                response = json_response(500, {"error": f"simulator error: {type(exc).__name__}"})
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("simulator: " + format, *args)
+
+    return _RequestHandler
+
+
+def serve_forever(config: SimulatorConfig) -> None:
+    """Run the simulator in the foreground until interrupted (`etl-balances simulate`)."""
+    sim = Simulator(config).start()
+    print(f"venue simulator listening on {sim.url}", flush=True)
+    print(f"  kraken_futures base_url: {sim.kraken_base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()

@@ -56,6 +56,18 @@ class SimulatorConfig:
     kraken_subaccounts: int = 3
     kraken_api_key: str = DEFAULT_KRAKEN_API_KEY
     kraken_api_secret: str = DEFAULT_KRAKEN_API_SECRET
+    # Saxo OpenAPI (etl_project/simulator/saxo.py)
+    saxo_accounts: int = 3
+    saxo_page_size: int = 2  # small, so the default data exercises __next paging
+    saxo_rate_limit_per_minute: int = 120
+    saxo_access_token: str = "sim-saxo-access-token"
+    saxo_client_id: str = "sim-saxo-client"
+    saxo_client_secret: str = "sim-saxo-client-secret"
+    saxo_refresh_token: str = "sim-saxo-refresh-token"
+    # Multi-exchange platform (etl_project/simulator/platform.py)
+    platform_accounts: int = 4  # one of them archived
+    platform_failed_accounts: int = 1  # listed in errors[] of the cached-balance endpoint
+    platform_api_token: str = "sim-platform-api-token"
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -90,6 +91,8 @@ class Connector(ABC):
         self.source = source
         self.settings = source.settings
         self.http = http
+        #: The report date being fetched (the pipeline sets it; sources with dated files use it).
+        self.report_date: date = datetime.now(UTC).date()
 
     @abstractmethod
     def fetch(self) -> None:

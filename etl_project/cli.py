@@ -1,0 +1,188 @@
+"""`etl-balances`: run a report date, backfill a range, start the simulator, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from etl_project.errors import ConfigError
+from etl_project.runner import RunSummary, run_report
+
+DEMO_ENV = {"DEMO_KRAKEN_API_KEY": "kraken_api_key", "DEMO_KRAKEN_API_SECRET": "kraken_api_secret"}
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _print_summary(summary: RunSummary) -> None:
+    state = "OK" if summary.success else "FAILED"
+    print(f"{summary.report_date}: {state}, {summary.rows} rows, {summary.completeness}")
+    for line in summary.failures:
+        print(f"  failed: {line}", file=sys.stderr)
+    for name, where in summary.outputs.items():
+        print(f"  {name:<10} {where}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    summary = run_report(args.config, args.date, quiet=not args.verbose)
+    _print_summary(summary)
+    return 0 if summary.success else 1
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    if args.end < args.start:
+        print("backfill: --end is before --start", file=sys.stderr)
+        return 2
+    day, ok = args.start, True
+    while day <= args.end:
+        summary = run_report(args.config, day, quiet=not args.verbose)
+        _print_summary(summary)
+        ok = ok and summary.success
+        day += timedelta(days=1)
+    return 0 if ok else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from etl_project.simulator import SimulatorConfig, serve_forever
+
+    config = SimulatorConfig(seed=args.seed, host=args.host, port=args.port,
+                             kraken_subaccounts=args.kraken_subaccounts)
+    serve_forever(config)  # prints the bound URL and each venue's base URL
+    return 0
+
+
+def write_demo_config(workdir: Path, sim_url: str) -> Path:
+    """The embedded default: simulator venues, a local folder, a DuckDB file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yaml"
+    path.write_text(
+        f"storage: {workdir / 'lake'}\n"
+        f"warehouse: duckdb:///{workdir / 'warehouse.duckdb'}\n"
+        "sources:\n"
+        "  - name: kraken_demo\n"
+        "    kind: kraken_futures\n"
+        f"    base_url: {sim_url}/derivatives/api/v3\n"
+        "    api_key: ${DEMO_KRAKEN_API_KEY}\n"
+        "    api_secret: ${DEMO_KRAKEN_API_SECRET}\n"
+        "    account_group: Demo\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from etl_project import pipeline
+    from etl_project.config import load_config
+    from etl_project.report.summary import markdown_table, totals_by
+    from etl_project.simulator import Simulator, SimulatorConfig
+    from etl_project.sinks.object_store import open_store
+
+    sim_config = SimulatorConfig(seed=args.seed, kraken_subaccounts=args.kraken_subaccounts)
+    for var, attr in DEMO_ENV.items():
+        os.environ.setdefault(var, getattr(sim_config, attr))
+    sim = Simulator(sim_config)
+    sim.start()
+    try:
+        config_path = write_demo_config(Path(args.dir).resolve(), sim.url)
+        print(f"simulator: {sim.url}   config: {config_path}")
+        summary = run_report(str(config_path), args.date, quiet=not args.verbose)
+    finally:
+        sim.stop()
+    _print_summary(summary)
+    if summary.success:
+        store = open_store(load_config(config_path).storage)
+        report, _ = pipeline.staged_report(store, args.date)
+        print("\nTotals per currency:")
+        print(markdown_table(totals_by(report, ["Ccy"])))
+    return 0 if summary.success else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Simulator on :8765 + `dagster dev` on the demo config, with this repo's dagster.yaml."""
+    import shutil
+    import subprocess
+
+    from etl_project.simulator import Simulator, SimulatorConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    sim_config = SimulatorConfig(port=args.sim_port)
+    env = dict(os.environ)
+    for var, attr in DEMO_ENV.items():
+        env.setdefault(var, getattr(sim_config, attr))
+    home = repo / ".dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
+    env.setdefault("DAGSTER_HOME", str(home))
+    env.setdefault("ETL_CONFIG", str(repo / "config" / "demo.yaml"))
+    sim = Simulator(sim_config)
+    sim.start()
+    print(f"simulator: {sim.url}; Dagster UI on http://127.0.0.1:{args.port}", flush=True)
+    try:
+        return subprocess.call(
+            [sys.executable, "-m", "dagster", "dev", "-w", str(repo / "workspace.yaml"),
+             "-p", str(args.port)], cwd=repo, env=env)
+    finally:
+        sim.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etl-balances", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    today = datetime.now(UTC).date()
+    env_config = os.environ.get("ETL_CONFIG")
+
+    run = sub.add_parser("run", help="materialise one report date through the Dagster job")
+    run.add_argument("--config", default=env_config, required=env_config is None)
+    run.add_argument("--date", type=_date, required=True)
+    run.add_argument("--verbose", action="store_true", help="show Dagster's log")
+    run.set_defaults(func=cmd_run)
+
+    backfill = sub.add_parser("backfill", help="materialise every date of a range, in order")
+    backfill.add_argument("--config", default=env_config, required=env_config is None)
+    backfill.add_argument("--start", type=_date, required=True)
+    backfill.add_argument("--end", type=_date, required=True)
+    backfill.add_argument("--verbose", action="store_true")
+    backfill.set_defaults(func=cmd_backfill)
+
+    simulate = sub.add_parser("simulate", help="serve the venue simulator on 127.0.0.1")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8765)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--kraken-subaccounts", type=int, default=3)
+    simulate.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="simulator + local folder + DuckDB: today's report")
+    demo.add_argument("--date", type=_date, default=today)
+    demo.add_argument("--dir", default="./data/demo")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--kraken-subaccounts", type=int, default=3)
+    demo.add_argument("--verbose", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    ui = sub.add_parser("ui", help="simulator + `dagster dev` on config/demo.yaml")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--sim-port", type=int, default=8765)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

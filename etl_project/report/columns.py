@@ -50,7 +50,9 @@ COLUMNS: tuple[Column, ...] = (
     _C("Suspense", "suspense", "amount", "Amount held for investigation"),
     _C("Order", "order_balance", "amount", "Retired column, always 0", retired=True),
     _C("Trade Ahead", "trade_ahead", "amount", "Amount covering open positions"),
-    _C("Pending Withdrawal", "pending_withdrawal", "amount", "Withdrawals requested, not processed"),
+    _C(
+        "Pending Withdrawal", "pending_withdrawal", "amount", "Withdrawals requested, not processed"
+    ),
     _C("Exchange", "exchange", "amount", "Amount currently used for trading"),
     _C("Leverage", "leverage", "amount", "Retired column, always 0", retired=True),
     _C("Collateral", "collateral", "amount", "Amount used as collateral for margin"),
@@ -69,7 +71,9 @@ COLUMNS: tuple[Column, ...] = (
 REPORT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 AMOUNT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind == "amount")
 RETIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.retired)
-TEXT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind in ("uuid", "text", "email", "ccy"))
+TEXT_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in COLUMNS if c.kind in ("uuid", "text", "email", "ccy")
+)
 BOOL_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind == "bool")
 SQL_NAMES: dict[str, str] = {c.name: c.sql for c in COLUMNS}
 SORT_KEY: tuple[str, ...] = ("userUUID", "accountUUID", "Ccy")
@@ -98,6 +102,8 @@ BALANCES_SCHEMA = pa.schema(
 )
 
 #: Arrow schema of the staged report: report columns + trace + lineage.
-REPORT_SCHEMA = BALANCES_SCHEMA.append(pa.field("report_date", pa.date32(), nullable=False)).append(
-    pa.field("snapshot_at", pa.timestamp("us", tz="UTC"), nullable=False)
-).append(pa.field("run_id", pa.string(), nullable=False))
+REPORT_SCHEMA = (
+    BALANCES_SCHEMA.append(pa.field("report_date", pa.date32(), nullable=False))
+    .append(pa.field("snapshot_at", pa.timestamp("us", tz="UTC"), nullable=False))
+    .append(pa.field("run_id", pa.string(), nullable=False))
+)

@@ -1,0 +1,266 @@
+"""The three report files: exact CSV and JSON bytes, Parquet types, exact decimals everywhere."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from etl_project.report import serialise
+from etl_project.report.columns import AMOUNT_COLUMNS, AMOUNT_TYPE, REPORT_COLUMNS, REPORT_SCHEMA
+from etl_project.report.serialise import (
+    amount_text,
+    read_csv_rows,
+    read_json_rows,
+    read_parquet,
+    to_csv,
+    to_json,
+    to_parquet,
+)
+
+HEADER = ",".join(REPORT_COLUMNS)
+ZEROS = ",".join(["0"] * 16)
+
+
+def row(n: int, **changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "userUUID": str(uuid.UUID(int=n)),
+        "accountUUID": str(uuid.UUID(int=100 + n)),
+        "Account Group UUID": str(uuid.UUID(int=999)),
+        "Account Group": "Default",
+        "User": f"user{n}",
+        "Email": None,
+        "mainType": "Client",
+        "subMainType": "Holding account",
+        "Ccy": "BTC",
+        "Account in Ledger": True,
+        "System Account": False,
+        **{name: Decimal(0) for name in AMOUNT_COLUMNS},
+        "source": "kraken",
+        "venue": "kraken_futures",
+        "venue_account_id": f"acct-{n}",
+        "wallet": "holding",
+        "report_date": date(2024, 5, 1),
+        "snapshot_at": datetime(2024, 5, 1, 23, 59, 1, 250000, tzinfo=UTC),
+        "run_id": "run-1",
+    }
+    values.update(changes)
+    return values
+
+
+def report(*rows: dict[str, Any]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=REPORT_SCHEMA)
+
+
+def two_rows() -> pa.Table:
+    first = row(
+        1,
+        User='Smith, "Jr"',
+        Total=Decimal("5.77"),
+        Available=Decimal("3.46e-9"),
+        Hold=Decimal("-0.0009056832839642471"),
+    )
+    second = row(
+        2,
+        Email="b@example.com",
+        Ccy="ETH",
+        Total=Decimal(100),
+        custody=Decimal(-5),
+        **{"Account Group": "Desk\nTwo", "System Account": True},
+    )
+    return report(first, second)
+
+
+U1, A1, G = (str(uuid.UUID(int=n)) for n in (1, 101, 999))
+U2, A2 = (str(uuid.UUID(int=n)) for n in (2, 102))
+
+
+# ----------------------------------------------------------------------------- amount text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("5.77", "5.77"),
+        ("0", "0"),
+        ("0E-20", "0"),
+        ("3.46e-9", "0.00000000346"),
+        ("0.00000000346", "0.00000000346"),
+        ("-0.0009056832839642471", "-0.0009056832839642471"),
+        ("100", "100"),
+        ("100.000", "100"),
+        ("-5", "-5"),
+        ("-0.5", "-0.5"),
+        ("10.01", "10.01"),
+        ("16187.33210488726", "16187.33210488726"),
+        ("0.00000000000000000001", "0.00000000000000000001"),
+        ("-999999999999999999.99999999999999999999", "-999999999999999999.99999999999999999999"),
+    ],
+)
+def test_amount_text(value: str, text: str) -> None:
+    assert amount_text(pa.array([Decimal(value)], AMOUNT_TYPE)).to_pylist() == [text]
+
+
+def test_amount_text_keeps_nulls_and_takes_chunked_arrays() -> None:
+    chunked = pa.chunked_array(
+        [pa.array([Decimal("1.5"), None], AMOUNT_TYPE), pa.array([Decimal(2)], AMOUNT_TYPE)]
+    )
+    result = amount_text(chunked)
+    assert result.type == pa.string()
+    assert result.to_pylist() == ["1.5", None, "2"]
+
+
+def test_amount_text_refuses_floats() -> None:
+    with pytest.raises(TypeError, match="expects decimal values, got double"):
+        amount_text(pa.array([1.5]))
+
+
+# ------------------------------------------------------------------------------------- CSV
+
+
+def test_csv_bytes_exactly() -> None:
+    expected = (
+        f"{HEADER}\n"
+        f'{U1},{A1},{G},Default,"Smith, ""Jr""",,Client,Holding account,BTC,TRUE,FALSE,'
+        f"5.77,0,0.00000000346,0,-0.0009056832839642471,{ZEROS},0\n"
+        f'{U2},{A2},{G},"Desk\nTwo",user2,b@example.com,Client,Holding account,ETH,TRUE,TRUE,'
+        f"100,0,0,0,0,{ZEROS},-5\n"
+    )
+    assert to_csv(two_rows()) == expected.encode("utf-8")
+
+
+def test_csv_reads_back_with_the_standard_reader() -> None:
+    rows = read_csv_rows(to_csv(two_rows()))
+    assert list(rows[0]) == list(REPORT_COLUMNS)
+    assert rows[0]["User"] == 'Smith, "Jr"'
+    assert rows[0]["Email"] == ""
+    assert rows[1]["Account Group"] == "Desk\nTwo"
+    assert rows[0]["Hold"] == "-0.0009056832839642471"
+    assert rows[1]["System Account"] == "TRUE"
+
+
+def test_csv_of_an_empty_report_is_the_header() -> None:
+    assert to_csv(REPORT_SCHEMA.empty_table()) == f"{HEADER}\n".encode()
+
+
+def test_csv_is_utf8() -> None:
+    data = to_csv(report(row(1, User="Zoë 株式")))
+    assert "Zoë 株式".encode() in data
+
+
+# ------------------------------------------------------------------------------------ JSON
+
+
+def _json_object(head: dict[str, Any], amounts: dict[str, str]) -> str:
+    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1]
+    for name in AMOUNT_COLUMNS:
+        text += f' ,"{name}": {amounts.get(name, "0")}'
+    return text + " }"
+
+
+def test_json_text_exactly() -> None:
+    common = {"mainType": "Client", "subMainType": "Holding account"}
+    first = _json_object(
+        {
+            "userUUID": U1,
+            "accountUUID": A1,
+            "Account Group UUID": G,
+            "Account Group": "Default",
+            "User": 'Smith, "Jr"',
+            "Email": None,
+            **common,
+            "Ccy": "BTC",
+            "Account in Ledger": True,
+            "System Account": False,
+        },
+        {"Total": "5.77", "Available": "0.00000000346", "Hold": "-0.0009056832839642471"},
+    )
+    second = _json_object(
+        {
+            "userUUID": U2,
+            "accountUUID": A2,
+            "Account Group UUID": G,
+            "Account Group": "Desk\nTwo",
+            "User": "user2",
+            "Email": "b@example.com",
+            **common,
+            "Ccy": "ETH",
+            "Account in Ledger": True,
+            "System Account": True,
+        },
+        {"Total": "100", "custody": "-5"},
+    )
+    assert '"User":"Smith, \\"Jr\\"","Email":null' in first
+    assert to_json(two_rows()).decode("utf-8") == f"[\n{first},\n{second}\n]\n"
+
+
+def test_json_round_trips_to_exact_decimals() -> None:
+    rows = json.loads(to_json(two_rows()), parse_float=Decimal)
+    assert [list(r) for r in rows] == [list(REPORT_COLUMNS)] * 2
+    assert rows[0]["Total"] == Decimal("5.77")
+    assert rows[0]["Available"] == Decimal("0.00000000346")
+    assert rows[0]["Hold"] == Decimal("-0.0009056832839642471")
+    assert rows[0]["Email"] is None
+    assert rows[1]["System Account"] is True
+    assert rows[1]["custody"] == -5
+    assert read_json_rows(to_json(two_rows()))[1]["Total"] == Decimal(100)
+
+
+def test_json_escapes_text() -> None:
+    nasty = 'back\\slash "quote"\ttab\x01ctl é 株 \u2028'
+    rows = read_json_rows(to_json(report(row(1, User=nasty))))
+    assert rows[0]["User"] == nasty
+
+
+def test_json_of_an_empty_report() -> None:
+    assert to_json(REPORT_SCHEMA.empty_table()) == b"[]\n"
+    assert read_json_rows(b"[]\n") == []
+
+
+def test_fallback_writer_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_csv, fast_json = to_csv(two_rows()), to_json(two_rows())
+    monkeypatch.setattr(serialise, "_writer_trims_decimals", lambda: False)
+    assert to_csv(two_rows()) == fast_csv
+    assert to_json(two_rows()) == fast_json
+
+
+def test_writers_refuse_float_amounts() -> None:
+    table = two_rows()
+    index = table.schema.get_field_index("Total")
+    floats = table.set_column(index, pa.field("Total", pa.float64()), pa.array([1.0, 2.0]))
+    for write in (to_csv, to_json, to_parquet):
+        with pytest.raises(TypeError, match="Total: expected decimal128"):
+            write(floats)
+
+
+# --------------------------------------------------------------------------------- Parquet
+
+
+def test_parquet_types_and_values_round_trip() -> None:
+    source = two_rows()
+    back = read_parquet(to_parquet(source))
+
+    assert back.column_names == [*REPORT_COLUMNS, "report_date", "source", "snapshot_at", "run_id"]
+    types = {f.name: f.type for f in back.schema}
+    assert all(types[name] == pa.decimal128(38, 20) for name in AMOUNT_COLUMNS)
+    assert types["Account in Ledger"] == pa.bool_() and types["System Account"] == pa.bool_()
+    assert types["report_date"] == pa.date32()
+    assert types["snapshot_at"] == pa.timestamp("us", tz="UTC")
+    assert types["userUUID"] == pa.string()
+    assert back.equals(source.select(back.column_names))
+    assert back.column("Hold").to_pylist()[0] == Decimal("-0.0009056832839642471")
+    assert back.column("snapshot_at").to_pylist()[0] == datetime(
+        2024, 5, 1, 23, 59, 1, 250000, tzinfo=UTC
+    )
+    assert back.column("Email").to_pylist() == [None, "b@example.com"]
+
+
+def test_parquet_of_an_empty_report() -> None:
+    back = read_parquet(to_parquet(REPORT_SCHEMA.empty_table()))
+    assert back.num_rows == 0
+    assert back.schema.field("Total").type == AMOUNT_TYPE

@@ -71,12 +71,19 @@ class LocalObjectStore(ObjectStore):
         return str(path)
 
     def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        path = self._path(key)
+        if not path.is_file():  # a folder is not an object, as on S3
+            raise FileNotFoundError(str(path))
+        return path.read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
+        # Same semantics as S3: a plain string prefix, so "raw" also matches "raw2/…".
         base = self.root / prefix
-        start = base if base.is_dir() else base.parent
-        if not start.exists():
+        start = base if prefix.endswith("/") else base.parent
+        if not start.is_dir():
             return []
         keys = [
             p.relative_to(self.root).as_posix()
@@ -109,8 +116,9 @@ class S3ObjectStore(ObjectStore):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
-                               ContentType=content_type)
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+        )
         return self.uri(key)
 
     def get(self, key: str) -> bytes:
@@ -128,6 +136,15 @@ class S3ObjectStore(ObjectStore):
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

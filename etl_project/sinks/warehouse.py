@@ -1,0 +1,318 @@
+"""The warehouse sink: idempotent per-date replaces into any SQLAlchemy database.
+
+`replace` deletes one report date (optionally one source) and bulk-loads Arrow rows in ONE
+transaction, so a rerun never duplicates and a failed load leaves the previous rows untouched.
+Bulk paths (perf-notes): DuckDB ingests the Arrow table directly (`INSERT … SELECT` from a
+registered view); PostgreSQL via psycopg 3 takes `COPY … FROM STDIN (FORMAT csv)` fed by
+pyarrow's CSV writer; any other database gets `executemany`. Amounts stay exact decimals
+all the way: decimal128(38,20) in Arrow, NUMERIC(38,20) in the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from etl_project.report.columns import SQL_NAMES
+from etl_project.sinks.warehouse_tables import (
+    METADATA,
+    QUARANTINE_TABLE,
+    REPORT_TABLE,
+    arrow_schema,
+    comment_queries,
+    conform,
+    csv_chunks,
+    read_pg_csv,
+    record_json,
+)
+
+if TYPE_CHECKING:
+    from etl_project.venues.base import Rejected
+
+_REPORT_ORDER = ("user_uuid", "account_uuid", "ccy")
+
+# One lock per DuckDB database file: DuckDB's optimistic concurrency would fail one of two
+# concurrent writers in this process, so they take turns instead (other processes are kept
+# out by DuckDB's file lock, which `_connect` waits for).
+_DUCKDB_LOCKS: dict[str, threading.RLock] = {}
+_DUCKDB_LOCKS_GUARD = threading.Lock()
+
+Loader = Callable[[sa.Connection, sa.Table, pa.Table], None]
+
+
+def quarantine_rows(rejected: Sequence[Rejected], run_id: str) -> pa.Table:
+    """Rejected records as rows of `settlement_balance_quarantine` (record as JSON text)."""
+    now = datetime.now(UTC)
+    return pa.table(
+        {
+            "source": pa.array([r.source for r in rejected], pa.string()),
+            "run_id": pa.array([run_id] * len(rejected), pa.string()),
+            "check_name": pa.array([r.check for r in rejected], pa.string()),
+            "reason": pa.array([r.reason for r in rejected], pa.string()),
+            "record": pa.array([record_json(r.record) for r in rejected], pa.string()),
+            "quarantined_at": pa.array([now] * len(rejected), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def advisory_key(*parts: str) -> int:
+    """A stable signed 64-bit key for `pg_advisory_xact_lock` from `parts`."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def date_lock_key(report_date: date) -> int:
+    """The per-date advisory lock every publish of `report_date` takes on PostgreSQL."""
+    return advisory_key("report_date", report_date.isoformat())
+
+
+class Warehouse:
+    """Per-date replace/read of the warehouse tables behind one SQLAlchemy URL."""
+
+    def __init__(self, url: str, *, bulk: bool = True, lock_timeout: float = 60.0) -> None:
+        """`bulk=False` forces the portable `executemany` path; `lock_timeout` is how long to
+        wait for another process holding a DuckDB file."""
+        self.url = sa.make_url(url)
+        self.dialect = self.url.get_backend_name()
+        self.lock_timeout = lock_timeout
+        self._lock: AbstractContextManager[Any] = nullcontext()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "duckdb":
+            database = self.url.database or ":memory:"
+            key = f"memory:{id(self)}"
+            if database != ":memory:" and ":" not in database:
+                path = Path(database).expanduser().resolve()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.url = self.url.set(database=str(path))
+                # Release the file between operations so other processes (Dagster steps,
+                # the UI, a notebook) can open it.
+                kwargs["poolclass"] = sa.NullPool
+                key = str(path)
+            with _DUCKDB_LOCKS_GUARD:
+                self._lock = _DUCKDB_LOCKS.setdefault(key, threading.RLock())
+        self.engine = sa.create_engine(self.url, **kwargs)
+        self._load: Loader = _load_executemany
+        if bulk and self.dialect == "duckdb":
+            self._load = _load_duckdb
+        elif bulk and self.dialect == "postgresql" and self.url.get_driver_name() == "psycopg":
+            self._load = _load_postgres_copy
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create missing tables and (re)apply every table and column comment that differs.
+
+        Idempotent; concurrent callers serialise (advisory lock on PostgreSQL, a process lock
+        on DuckDB)."""
+        with self._transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                    {"k": advisory_key("etl_project.ensure_schema")},
+                )
+            METADATA.create_all(conn)
+            self._sync_comments(conn)
+
+    def _sync_comments(self, conn: sa.Connection) -> None:
+        queries = comment_queries(self.dialect)
+        if queries is None:  # comments there are whatever SQLAlchemy's CREATE TABLE emitted
+            return
+        columns_sql, table_sql = queries
+        prep = self.engine.dialect.identifier_preparer
+        for table in METADATA.sorted_tables:
+            name = prep.format_table(table) if self.dialect == "postgresql" else table.name
+            have: dict[str, str | None] = dict(
+                conn.execute(sa.text(columns_sql), {"t": name}).all()
+            )
+            missing = [c.name for c in table.columns if c.name not in have]
+            if missing:
+                raise RuntimeError(
+                    f"warehouse table {table.name} lacks columns {missing}; migrate it"
+                )
+            if conn.execute(sa.text(table_sql), {"t": name}).scalar() != table.comment:
+                conn.execute(sa.schema.SetTableComment(table))
+            for column in table.columns:
+                if column.comment and have[column.name] != column.comment:
+                    conn.execute(sa.schema.SetColumnComment(column))
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def replace(
+        self,
+        table: sa.Table,
+        rows: pa.Table,
+        report_date: date,
+        scope: Mapping[str, str] | None = None,
+    ) -> int:
+        """Replace the rows of `report_date` (and `scope`, e.g. {"source": "kraken_main"}) in
+        `table` by `rows` (Arrow, SQL column names) in one transaction; returns rows inserted.
+
+        `report_date` and scope columns are filled in when absent from `rows` and must match
+        when present. On any error the transaction rolls back and the old rows stay."""
+        return self.replace_all(report_date, [(table, rows, scope)])[0]
+
+    def replace_all(
+        self,
+        report_date: date,
+        items: Sequence[tuple[sa.Table, pa.Table, Mapping[str, str] | None]],
+    ) -> list[int]:
+        """Several `replace`s of one date in ONE transaction: BI never sees a half-published
+        date (e.g. the report replaced but its quarantine or completeness rows not yet)."""
+        prepared = []
+        for table, rows, scope in items:
+            fixed = dict(scope or {})
+            data = conform(table, rows, {"report_date": report_date, **fixed})
+            where = [
+                table.c.report_date == report_date,
+                *(table.c[k] == v for k, v in fixed.items()),
+            ]
+            prepared.append((table, data, where))
+        with self._transaction() as conn:
+            if self.dialect == "postgresql":
+                # Two runs of the same date take turns instead of interleaving delete/insert.
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                    {"k": date_lock_key(report_date)},
+                )
+            for table, data, where in prepared:
+                conn.execute(sa.delete(table).where(*where))
+                if data.num_rows:
+                    self._load(conn, table, data)
+        return [data.num_rows for _, data, _ in prepared]
+
+    def replace_report(self, report: pa.Table, report_date: date) -> int:
+        """Replace `report_date` in settlement_balance_report by `report` (REPORT_SCHEMA names)."""
+        renamed = report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names])
+        return self.replace(REPORT_TABLE, renamed, report_date)
+
+    def replace_quarantine(
+        self, rejected: Sequence[Rejected], report_date: date, run_id: str
+    ) -> int:
+        """Replace `report_date`'s quarantine rows by `rejected` (record stored as JSON text)."""
+        return self.replace(QUARANTINE_TABLE, quarantine_rows(rejected, run_id), report_date)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def read_report(self, report_date: date) -> pa.Table:
+        """The report rows of `report_date` (SQL names, table order, sorted by user_uuid,
+        account_uuid, ccy) with exact decimal128(38,20) amounts."""
+        table, schema = REPORT_TABLE, arrow_schema(REPORT_TABLE)
+        prep = self.engine.dialect.identifier_preparer
+        sql = (
+            f"SELECT {', '.join(prep.quote(n) for n in schema.names)} "
+            f"FROM {prep.format_table(table)} WHERE report_date = DATE '{report_date.isoformat()}' "
+            f"ORDER BY {', '.join(_REPORT_ORDER)}"
+        )
+        with self._transaction() as conn:
+            raw: Any = conn.connection.driver_connection
+            if self._load is _load_duckdb:
+                result: pa.Table = raw.sql(sql).to_arrow_table()
+                return result.cast(schema)
+            if self._load is _load_postgres_copy:  # COPY out + pyarrow: no Python row objects
+                conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+                conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
+                copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT csv, ENCODING 'UTF8')"
+                with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                    return read_pg_csv(b"".join(copy), schema)
+            query = sa.select(*(table.c[n] for n in schema.names))
+            query = query.where(table.c.report_date == report_date)
+            rows = conn.execute(query.order_by(*(table.c[n] for n in _REPORT_ORDER))).all()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+        arrays = [pa.array(col, f.type) for col, f in zip(columns, schema, strict=True)]
+        return pa.table(arrays, schema=schema)
+
+    def read_table(self, table_name: str, report_date: date | None = None) -> list[dict[str, Any]]:
+        """Rows of a warehouse table (optionally one date) as dicts, ordered by primary key
+        (else all columns); numerics as Decimal, timestamps in UTC."""
+        if table_name not in METADATA.tables:
+            raise ValueError(
+                f"unknown warehouse table {table_name!r}; known: {sorted(METADATA.tables)}"
+            )
+        table = METADATA.tables[table_name]
+        query = sa.select(table).order_by(*(list(table.primary_key.columns) or list(table.columns)))
+        if report_date is not None:
+            query = query.where(table.c.report_date == report_date)
+        with self._transaction() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{k: _utc(v) for k, v in row.items()} for row in rows]
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        with self._lock, self._connect() as conn, conn.begin():
+            yield conn
+
+    def _connect(self) -> sa.Connection:
+        """Connect; on DuckDB wait up to `lock_timeout` for another process's file lock."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return self.engine.connect()
+            except sa.exc.DBAPIError as exc:
+                locked = self.dialect == "duckdb" and "lock" in str(exc.orig).lower()
+                if not locked or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return value
+
+
+def _load_duckdb(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+    """Register the Arrow table on the raw DuckDB connection and INSERT … SELECT from it."""
+    import duckdb
+
+    prep = conn.dialect.identifier_preparer
+    raw: Any = conn.connection.driver_connection
+    view = f"_arrow_{uuid.uuid4().hex}"
+    cols = ", ".join(prep.quote(n) for n in data.column_names)
+    raw.register(view, data)
+    try:
+        conn.exec_driver_sql(
+            f"INSERT INTO {prep.format_table(table)} ({cols}) SELECT {cols} FROM {view}"
+        )
+    finally:
+        with suppress(duckdb.Error):  # after a failed INSERT the rollback drops the view anyway
+            raw.unregister(view)
+
+
+def _load_postgres_copy(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+    """Stream `data` as CSV (pyarrow, see `csv_chunks`) into `COPY … FROM STDIN` on the
+    psycopg 3 connection; a queued writer sends a chunk while the next one is formatted."""
+    from psycopg.copy import QueuedLibpqWriter
+
+    prep = conn.dialect.identifier_preparer
+    cols = ", ".join(prep.quote(n) for n in data.column_names)
+    sql = f"COPY {prep.format_table(table)} ({cols}) FROM STDIN (FORMAT csv, ENCODING 'UTF8')"
+    raw: Any = conn.connection.driver_connection
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with raw.cursor() as cur, cur.copy(sql, writer=QueuedLibpqWriter(cur)) as copy:
+            for chunk in csv_chunks(data):
+                copy.write(chunk)
+    except dbapi_error as exc:  # the same exception types as SQLAlchemy's own statements
+        raise sa.exc.DBAPIError.instance(sql, None, exc, dbapi_error, dialect=conn.dialect) from exc
+
+
+def _load_executemany(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+    """Portable fallback: batched executemany of Python values (Decimal amounts)."""
+    for batch in data.to_batches(max_chunksize=10_000):
+        conn.execute(table.insert(), batch.to_pylist())

@@ -41,7 +41,12 @@ DEFAULT_KRAKEN_API_SECRET = (
 )
 
 #: Venue modules; each exposes `install(sim: Simulator) -> None`. A new venue adds one line.
-VENUE_MODULES: tuple[str, ...] = ("etl_project.simulator.kraken_futures",)
+VENUE_MODULES: tuple[str, ...] = (
+    "etl_project.simulator.kraken_futures",
+    "etl_project.simulator.platform",
+    "etl_project.simulator.saxo",
+    "etl_project.simulator.settlement_report",
+)
 
 ADMIN_PREFIX = "/_sim/"
 
@@ -68,6 +73,10 @@ class SimulatorConfig:
     platform_accounts: int = 4  # one of them archived
     platform_failed_accounts: int = 1  # listed in errors[] of the cached-balance endpoint
     platform_api_token: str = "sim-platform-api-token"
+    # Settlement platform report files (etl_project/simulator/settlement_report.py)
+    settlement_report_accounts: int = 3
+    settlement_report_api_token: str = "sim-settlement-report-token"
+    settlement_report_first_date: str = "2020-01-01"
 
 
 @dataclass
@@ -159,6 +168,18 @@ class Simulator:
     @property
     def kraken_base_url(self) -> str:
         return f"{self.url}/derivatives/api/v3"
+
+    @property
+    def saxo_base_url(self) -> str:
+        return f"{self.url}/sim/openapi"
+
+    @property
+    def platform_base_url(self) -> str:
+        return self.url
+
+    def settlement_report_location(self, fmt: str = "csv") -> str:
+        """A `location` for a settlement_report source (`{date}` is left for the connector)."""
+        return f"{self.url}/reports/client-balance/{{date}}.{fmt}"
 
     # --- control -------------------------------------------------------------------------
 
@@ -307,6 +328,9 @@ def serve_forever(config: SimulatorConfig) -> None:
     sim = Simulator(config).start()
     print(f"venue simulator listening on {sim.url}", flush=True)
     print(f"  kraken_futures base_url: {sim.kraken_base_url}", flush=True)
+    print(f"  saxo base_url: {sim.saxo_base_url}", flush=True)
+    print(f"  platform base_url: {sim.platform_base_url}", flush=True)
+    print(f"  settlement_report location: {sim.settlement_report_location()}", flush=True)
     try:
         while True:
             time.sleep(3600)

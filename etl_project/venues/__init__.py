@@ -5,10 +5,16 @@ from __future__ import annotations
 from etl_project.errors import ConfigError
 from etl_project.venues.base import Connector
 from etl_project.venues.kraken_futures import KrakenFuturesConnector
+from etl_project.venues.platform import PlatformConnector
+from etl_project.venues.saxo import SaxoConnector
+from etl_project.venues.settlement_report import SettlementReportConnector
 
 #: kind (as written in the config) -> connector class.
 CONNECTORS: dict[str, type[Connector]] = {
     KrakenFuturesConnector.kind: KrakenFuturesConnector,
+    PlatformConnector.kind: PlatformConnector,
+    SaxoConnector.kind: SaxoConnector,
+    SettlementReportConnector.kind: SettlementReportConnector,
 }
 
 

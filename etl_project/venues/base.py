@@ -134,20 +134,30 @@ def balances_table(
         if unknown:
             raise ValueError(f"connector produced unknown amount columns: {unknown}")
         if problems:
-            rejected.append(Rejected(source.name, "exact_decimal", "; ".join(problems),
-                                     _record(b)))
+            rejected.append(Rejected(source.name, "exact_decimal", "; ".join(problems), _record(b)))
             continue
         main_type = source.main_types.get(b.venue_account_id) or source.main_types.get(
-            b.account_uuid, "Client")
+            b.account_uuid, "Client"
+        )
         system = b.venue_account_id in source.system_accounts or (
-            b.account_uuid in source.system_accounts)
+            b.account_uuid in source.system_accounts
+        )
         row: dict[str, Any] = {
-            "userUUID": b.user_uuid, "accountUUID": b.account_uuid,
-            "Account Group UUID": b.account_group_uuid, "Account Group": b.account_group,
-            "User": b.user, "Email": b.email, "mainType": main_type,
-            "subMainType": b.sub_main_type, "Ccy": b.ccy, "Account in Ledger": True,
-            "System Account": system, "source": source.name, "venue": source.kind,
-            "venue_account_id": b.venue_account_id, "wallet": b.wallet,
+            "userUUID": b.user_uuid,
+            "accountUUID": b.account_uuid,
+            "Account Group UUID": b.account_group_uuid,
+            "Account Group": b.account_group,
+            "User": b.user,
+            "Email": b.email,
+            "mainType": main_type,
+            "subMainType": b.sub_main_type,
+            "Ccy": b.ccy,
+            "Account in Ledger": True,
+            "System Account": system,
+            "source": source.name,
+            "venue": source.kind,
+            "venue_account_id": b.venue_account_id,
+            "wallet": b.wallet,
         }
         for name in AMOUNT_COLUMNS:
             row[name] = b.amounts.get(name, zero)
@@ -160,7 +170,10 @@ def balances_table(
 def _record(b: Balance) -> dict[str, Any]:
     """A rejected balance as JSON-friendly text (amounts as exact strings)."""
     return {
-        "userUUID": b.user_uuid, "accountUUID": b.account_uuid, "Ccy": b.ccy,
-        "venue_account_id": b.venue_account_id, "wallet": b.wallet,
+        "userUUID": b.user_uuid,
+        "accountUUID": b.account_uuid,
+        "Ccy": b.ccy,
+        "venue_account_id": b.venue_account_id,
+        "wallet": b.wallet,
         **{k: format(v, "f") for k, v in b.amounts.items()},
     }

@@ -1,0 +1,210 @@
+"""Shapes and readers of the multi-exchange platform's answers (used by `platform_mapping`).
+
+Top-level shapes (`listed_accounts`, `cached_lists`) raise `MalformedResponse`: the source fails.
+The readers raise `EntryProblem` for one balance object (that account fails) or return problems
+per value (that row is rejected).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Context, Decimal, Inexact, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+
+from etl_project.errors import MalformedResponse
+from etl_project.report.columns import AMOUNT_TYPE
+
+__all__ = [
+    "ACCOUNTS_WHERE",
+    "CACHED_WHERE",
+    "POSITIONS_SCHEMA",
+    "POSITION_AMOUNTS",
+    "EntryProblem",
+    "ListedAccount",
+    "amounts",
+    "cached_lists",
+    "exact_sum",
+    "kind_of",
+    "listed_accounts",
+    "optional_text",
+    "read_user_id",
+    "shown",
+    "text",
+]
+
+ACCOUNTS_WHERE = "GET /api/accounts/"
+CACHED_WHERE = "GET /api/sor/get_cached_account_balance"
+
+#: Decimal amounts of a position, in table order; only `amount` is non-nullable.
+POSITION_AMOUNTS = (
+    "amount", "initial_margin", "maint_margin", "unrealized_profit", "notional", "leverage",
+)  # fmt: skip
+_TEXT = pa.string()
+#: The warehouse table of positions (`asset_type = position`), one row per position.
+POSITIONS_SCHEMA = pa.schema(
+    [
+        pa.field("source", _TEXT, nullable=False),
+        pa.field("venue", _TEXT, nullable=False),
+        pa.field("account_id", _TEXT, nullable=False),
+        pa.field("account_name", _TEXT, nullable=False),
+        pa.field("exchange_name", _TEXT, nullable=False),
+        pa.field("wallet_type", _TEXT, nullable=False),
+        pa.field("symbol", _TEXT, nullable=False),
+        pa.field("settlement_ccy", _TEXT, nullable=True),
+        *(pa.field(name, AMOUNT_TYPE, nullable=name != "amount") for name in POSITION_AMOUNTS),
+        pa.field("margin_mode", _TEXT, nullable=True),
+    ]
+)
+
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: Wide enough that sums and differences of NUMERIC(38,20)-sized inputs are exact.
+_EXACT = Context(prec=200, traps=[Inexact, InvalidOperation])
+
+
+@dataclass(frozen=True)
+class ListedAccount:
+    """One entry of `GET /api/accounts/` (only what the mapping needs; never credentials)."""
+
+    id: str  # lower-cased
+    name: str
+    archived: bool
+
+
+class EntryProblem(Exception):
+    """A structural problem in one balance object (fails that account only)."""
+
+
+# --- top-level shapes (a problem here fails the source) -------------------------------------
+
+
+def listed_accounts(doc: Any, source: str) -> list[ListedAccount]:
+    """The account listing: a JSON array, or a page `{"results": [...]}` without a `next`."""
+    items = doc
+    if isinstance(doc, dict) and "results" in doc:
+        if doc.get("next"):
+            raise MalformedResponse(source, f"{ACCOUNTS_WHERE}: paginated listing ('next' set)")
+        items = doc["results"]
+    if not isinstance(items, list):
+        raise MalformedResponse(source, f"{ACCOUNTS_WHERE}: must be an array, got {kind_of(items)}")
+    out: list[ListedAccount] = []
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise EntryProblem(f"must be an object, got {kind_of(item)}")
+            archived = item.get("archived")
+            if archived is not None and not isinstance(archived, bool):
+                raise EntryProblem(f"archived must be a boolean, got {kind_of(archived)}")
+            account_id = text(item, "id").lower()
+            out.append(ListedAccount(account_id, text(item, "name"), archived is True))
+        except EntryProblem as exc:
+            raise MalformedResponse(source, f"{ACCOUNTS_WHERE}: [{i}] {exc}") from None
+    return out
+
+
+def cached_lists(doc: Any, source: str) -> tuple[list[Any], list[Any]]:
+    """`balances[]` and `errors[]` of one cached-balance answer (both must be arrays)."""
+    if not isinstance(doc, dict):
+        raise MalformedResponse(source, f"{CACHED_WHERE}: must be an object, got {kind_of(doc)}")
+    found = []
+    for key in ("balances", "errors"):
+        value = doc.get(key, [] if key == "errors" else None)
+        if not isinstance(value, list):
+            raise MalformedResponse(source, f"{CACHED_WHERE}: {key} must be an array, "
+                                            f"got {kind_of(value)}")  # fmt: skip
+        found.append(value)
+    return found[0], found[1]
+
+
+# --- readers -----------------------------------------------------------------------------
+
+
+def amounts(
+    asset: Mapping[str, Any], names: tuple[str, ...], required: tuple[str, ...]
+) -> tuple[dict[str, Decimal | None], list[str]]:
+    """Exact decimals of `names` (strings or JSON numbers); problems named per field."""
+    values: dict[str, Decimal | None] = {}
+    problems: list[str] = []
+    for name in names:
+        raw = asset.get(name)
+        value: Decimal | None = None
+        if raw is None:
+            if name in required:
+                problems.append(f"{name} is missing or null")
+        elif isinstance(raw, Decimal):
+            value = raw
+        elif isinstance(raw, str) and _DECIMAL_TEXT.fullmatch(raw):
+            value = Decimal(raw)
+        else:
+            problems.append(f"{name} {shown(raw)!r} is not a decimal")
+        if value is not None and not value.is_finite():
+            problems.append(f"{name} {raw!s} is not a finite number")
+            value = None
+        values[name] = value
+    return values, problems
+
+
+def exact_sum(*terms: Decimal) -> Decimal:
+    """The exact sum of `terms`; one outside any sane range gives NaN (the row is rejected)."""
+    total = Decimal(0)
+    try:
+        for term in terms:
+            total = _EXACT.add(total, term)
+    except (Inexact, InvalidOperation):
+        return Decimal("NaN")
+    return total
+
+
+def read_user_id(value: Any) -> str:
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return str(int(value))
+    if isinstance(value, str) and value.strip().isdigit():
+        return str(int(value.strip()))
+    raise EntryProblem(f"user_id must be an integer, got {kind_of(value)}")
+
+
+def text(item: Mapping[str, Any], key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value.strip():
+        problem = (
+            "is missing" if key not in item else f"must be a non-empty string, got {kind_of(value)}"
+        )
+        raise EntryProblem(f"{key} {problem}")
+    return value.strip()
+
+
+def optional_text(item: Mapping[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def shown(value: Any) -> Any:
+    """A JSON-friendly copy of a venue value for a reject record (decimals as exact text)."""
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else str(value)
+    if isinstance(value, str):
+        return value[:100]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return kind_of(value)
+
+
+def kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, Decimal | int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

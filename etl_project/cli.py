@@ -12,7 +12,14 @@ from pathlib import Path
 from etl_project.errors import ConfigError
 from etl_project.runner import RunSummary, run_report
 
-DEMO_ENV = {"DEMO_KRAKEN_API_KEY": "kraken_api_key", "DEMO_KRAKEN_API_SECRET": "kraken_api_secret"}
+#: Demo credentials (the simulator's own, not secrets) reach the config as ${VAR}, like real ones.
+DEMO_ENV = {
+    "DEMO_KRAKEN_API_KEY": "kraken_api_key",
+    "DEMO_KRAKEN_API_SECRET": "kraken_api_secret",
+    "DEMO_SAXO_ACCESS_TOKEN": "saxo_access_token",
+    "DEMO_PLATFORM_API_TOKEN": "platform_api_token",
+    "DEMO_SETTLEMENT_REPORT_TOKEN": "settlement_report_api_token",
+}
 
 
 def _date(text: str) -> date:
@@ -27,6 +34,8 @@ def _print_summary(summary: RunSummary) -> None:
     print(f"{summary.report_date}: {state}, {summary.rows} rows, {summary.completeness}")
     for line in summary.failures:
         print(f"  failed: {line}", file=sys.stderr)
+    for line in summary.gaps:
+        print(f"  gap: {line}")
     for name, where in summary.outputs.items():
         print(f"  {name:<10} {where}")
 
@@ -53,10 +62,36 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from etl_project.simulator import SimulatorConfig, serve_forever
 
-    config = SimulatorConfig(seed=args.seed, host=args.host, port=args.port,
-                             kraken_subaccounts=args.kraken_subaccounts)
+    config = SimulatorConfig(
+        seed=args.seed, host=args.host, port=args.port, kraken_subaccounts=args.kraken_subaccounts
+    )
     serve_forever(config)  # prints the bound URL and each venue's base URL
     return 0
+
+
+def demo_sources(sim_url: str) -> str:
+    """The `sources:` block of the demo config: all four venue kinds on the simulator."""
+    return (
+        "sources:\n"
+        "  - name: kraken_demo\n"
+        "    kind: kraken_futures\n"
+        f"    base_url: {sim_url}/derivatives/api/v3\n"
+        "    api_key: ${DEMO_KRAKEN_API_KEY}\n"
+        "    api_secret: ${DEMO_KRAKEN_API_SECRET}\n"
+        "    account_group: Demo\n"
+        "  - name: saxo_demo\n"
+        "    kind: saxo\n"
+        f"    base_url: {sim_url}/sim/openapi\n"
+        "    access_token: ${DEMO_SAXO_ACCESS_TOKEN}\n"
+        "  - name: platform_demo\n"
+        "    kind: platform\n"
+        f"    base_url: {sim_url}\n"
+        "    api_token: ${DEMO_PLATFORM_API_TOKEN}\n"
+        "  - name: settlement_platform_demo\n"
+        "    kind: settlement_report\n"
+        f"    location: {sim_url}/reports/client-balance/{{date}}.csv\n"
+        "    api_token: ${DEMO_SETTLEMENT_REPORT_TOKEN}\n"
+    )
 
 
 def write_demo_config(workdir: Path, sim_url: str) -> Path:
@@ -65,14 +100,7 @@ def write_demo_config(workdir: Path, sim_url: str) -> Path:
     path = workdir / "config.yaml"
     path.write_text(
         f"storage: {workdir / 'lake'}\n"
-        f"warehouse: duckdb:///{workdir / 'warehouse.duckdb'}\n"
-        "sources:\n"
-        "  - name: kraken_demo\n"
-        "    kind: kraken_futures\n"
-        f"    base_url: {sim_url}/derivatives/api/v3\n"
-        "    api_key: ${DEMO_KRAKEN_API_KEY}\n"
-        "    api_secret: ${DEMO_KRAKEN_API_SECRET}\n"
-        "    account_group: Demo\n",
+        f"warehouse: duckdb:///{workdir / 'warehouse.duckdb'}\n" + demo_sources(sim_url),
         encoding="utf-8",
     )
     return path
@@ -127,8 +155,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"simulator: {sim.url}; Dagster UI on http://127.0.0.1:{args.port}", flush=True)
     try:
         return subprocess.call(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(repo / "workspace.yaml"),
-             "-p", str(args.port)], cwd=repo, env=env)
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-w",
+                str(repo / "workspace.yaml"),
+                "-p",
+                str(args.port),
+            ],
+            cwd=repo,
+            env=env,
+        )
     finally:
         sim.stop()
 

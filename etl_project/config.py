@@ -13,6 +13,7 @@ import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,6 +22,8 @@ import yaml
 
 from etl_project.errors import ConfigError
 
+DEFAULT_STORAGE = "./data/lake"
+DEFAULT_WAREHOUSE = "duckdb:///./data/warehouse.duckdb"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -71,7 +74,10 @@ class SourceConfig:
 class ReportSettings:
     """Report-wide operating settings (cutoff for live fetches, check thresholds, schedule)."""
 
+    start_date: str = "2026-01-01"
     live_cutoff_hours: float = 6.0
+    venue_retries: int = 2
+    venue_retry_delay_seconds: float = 5.0
     schedule_utc: str = "02:00"
     movement_threshold_pct: float = 50.0
     row_count_threshold_pct: float = 50.0
@@ -108,7 +114,7 @@ def substitute_env(text: str, env: Mapping[str, str], where: str) -> str:
 
 
 def check_url(value: str, where: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    """Validate an absolute URL with one of `schemes` and a host; returns it without a trailing /."""
+    """Validate an absolute URL with one of `schemes` and a host; return it without trailing /."""
     parsed = urlparse(value)
     if parsed.scheme not in schemes or not parsed.netloc:
         raise ConfigError(f"{where}: {value!r} is not a valid {'/'.join(schemes)} URL")
@@ -151,10 +157,10 @@ def parse_config(data: Mapping[str, Any], where: str = "config") -> AppConfig:
     unknown = sorted(set(data) - {"storage", "warehouse", "sources", "report"})
     if unknown:
         raise ConfigError(f"{where}: unknown top-level field(s): {', '.join(unknown)}")
-    storage = str(data.get("storage") or "./data/lake")
+    storage = str(data.get("storage") or DEFAULT_STORAGE)
     if storage.startswith("s3://") and not urlparse(storage).netloc:
         raise ConfigError(f"{where}: storage {storage!r} has no bucket")
-    warehouse = str(data.get("warehouse") or "duckdb:///./data/warehouse.duckdb")
+    warehouse = str(data.get("warehouse") or DEFAULT_WAREHOUSE)
     if "://" not in warehouse:
         raise ConfigError(f"{where}: warehouse {warehouse!r} is not an SQLAlchemy URL")
     raw_sources = data.get("sources")
@@ -186,13 +192,7 @@ def parse_config(data: Mapping[str, Any], where: str = "config") -> AppConfig:
                 main_types={str(k): str(v) for k, v in (raw.get("main_types") or {}).items()},
             )
         )
-    report_raw = data.get("report") or {}
-    try:
-        report = ReportSettings(**report_raw)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: report: {exc}") from None
-    if report.on_source_failure not in ("partial", "fail"):
-        raise ConfigError(f"{where}: report.on_source_failure must be 'partial' or 'fail'")
+    report = _report_settings(data.get("report"), where)
     return AppConfig(storage=storage, warehouse=warehouse, sources=tuple(sources), report=report)
 
 
@@ -212,3 +212,70 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
     config = parse_config(data, where)
     return dataclasses.replace(config, path=where)
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """A source's name and kind: all the orchestrator needs to build its assets."""
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The secret-free part of a config: enough to build the Dagster definitions."""
+
+    storage: str
+    warehouse: str
+    sources: tuple[SourceLayout, ...]
+    report: ReportSettings
+
+
+def _report_settings(raw: Any, where: str) -> ReportSettings:
+    try:
+        report = ReportSettings(**(raw or {}))
+    except TypeError as exc:
+        raise ConfigError(f"{where}: report: {exc}") from None
+    if report.on_source_failure not in ("partial", "fail"):
+        raise ConfigError(f"{where}: report.on_source_failure must be 'partial' or 'fail'")
+    for name in ("schedule_utc", "freshness_utc"):
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", getattr(report, name)):
+            raise ConfigError(f"{where}: report.{name} must be HH:MM (UTC)")
+    try:
+        date.fromisoformat(report.start_date)
+    except ValueError:
+        raise ConfigError(f"{where}: report.start_date must be YYYY-MM-DD") from None
+    return report
+
+
+def read_layout(path: str | os.PathLike[str]) -> Layout:
+    """Storage, warehouse, report settings and source names/kinds, without resolving `${VAR}`.
+
+    Definitions load from this (so the UI can show the asset graph on a machine without the
+    venue secrets); the full, env-resolved validation happens when a run starts.
+    """
+    where = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where}: cannot read config: {exc}") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("sources"), list):
+        raise ConfigError(f"{where}: 'sources' must be a non-empty list")
+    from etl_project.venues import connector_for
+
+    layouts: list[SourceLayout] = []
+    for i, raw in enumerate(data["sources"]):
+        name, kind = str(raw.get("name") or ""), str(raw.get("kind") or "")
+        if not _NAME.match(name):
+            raise ConfigError(f"{where}: sources[{i}]: name must match {_NAME.pattern}")
+        if any(s.name == name for s in layouts):
+            raise ConfigError(f"{where}: duplicate source name {name!r}")
+        connector_for(kind, f"{where}: sources[{i}] ({name})")
+        layouts.append(SourceLayout(name, kind))
+    return Layout(
+        storage=str(data.get("storage") or DEFAULT_STORAGE),
+        warehouse=str(data.get("warehouse") or DEFAULT_WAREHOUSE),
+        sources=tuple(layouts),
+        report=_report_settings(data.get("report"), where),
+    )

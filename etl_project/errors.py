@@ -14,8 +14,9 @@ class ConfigError(EtlError):
 class VenueError(EtlError):
     """A venue call failed. `code` is the venue's own error code when it sent one."""
 
-    def __init__(self, source: str, message: str, *, code: str | None = None,
-                 status: int | None = None) -> None:
+    def __init__(
+        self, source: str, message: str, *, code: str | None = None, status: int | None = None
+    ) -> None:
         self.source = source
         self.code = code
         self.status = status

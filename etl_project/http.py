@@ -102,15 +102,20 @@ class HttpClient:
             sent_headers = headers() if callable(headers) else (headers or {})
             try:
                 resp = self.session.request(
-                    method, url, headers=dict(sent_headers), params=params,
-                    timeout=(self.connect_timeout, self.read_timeout), allow_redirects=False,
+                    method,
+                    url,
+                    headers=dict(sent_headers),
+                    params=params,
+                    timeout=(self.connect_timeout, self.read_timeout),
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 # The exception text can hold the URL but never headers; still keep it short.
                 reason = type(exc).__name__
                 if attempt >= self.retry.max_attempts:
                     raise VenueUnavailable(
-                        self.source, f"{method} {_path(url)} failed after {attempt} attempts: {reason}"
+                        self.source,
+                        f"{method} {_path(url)} failed after {attempt} attempts: {reason}",
                     ) from None
                 self._wait(attempt, None, reason)
                 continue

@@ -80,8 +80,11 @@ class RawSnapshot:
 
 def _encode_response(r: RawResponse) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "method": r.method, "url": r.url, "status": r.status,
-        "headers": dict(r.headers), "received_at": r.received_at,
+        "method": r.method,
+        "url": r.url,
+        "status": r.status,
+        "headers": dict(r.headers),
+        "received_at": r.received_at,
     }
     try:
         out["body"] = r.body.decode("utf-8")
@@ -92,8 +95,14 @@ def _encode_response(r: RawResponse) -> dict[str, Any]:
 
 def _decode_response(d: dict[str, Any]) -> RawResponse:
     body = d["body"].encode("utf-8") if "body" in d else base64.b64decode(d["body_base64"])
-    return RawResponse(method=d["method"], url=d["url"], status=d["status"],
-                       headers=d.get("headers", {}), body=body, received_at=d["received_at"])
+    return RawResponse(
+        method=d["method"],
+        url=d["url"],
+        status=d["status"],
+        headers=d.get("headers", {}),
+        body=body,
+        received_at=d["received_at"],
+    )
 
 
 class SnapshotRecorder:
@@ -115,7 +124,9 @@ def land(store: ObjectStore, snapshot: RawSnapshot) -> str:
     return key
 
 
-def latest_snapshot_key(store: ObjectStore, kind: str, source: str, report_date: date) -> str | None:
+def latest_snapshot_key(
+    store: ObjectStore, kind: str, source: str, report_date: date
+) -> str | None:
     """The most recent stored snapshot of a source for a date (stamps sort as text)."""
     keys = [k for k in store.list(raw_prefix(kind, source, report_date)) if k.endswith(".json.gz")]
     return keys[-1] if keys else None

@@ -15,7 +15,9 @@ import pytest
 
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-PG_URL = os.environ.get("ETL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "ETL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -73,7 +75,7 @@ def postgres_url() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any connection failure means unavailable
+    except Exception as exc:
         _unavailable(f"PostgreSQL at {PG_URL} ({type(exc).__name__})")
     return PG_URL
 

@@ -1,0 +1,430 @@
+"""The daily job as plain functions: snapshot -> balances -> report -> publish.
+
+Dagster assets (and tests) call these; nothing here knows about Dagster. Each stage reads
+the previous stage's staged output from the object store and writes its own, so a stage
+re-runs alone and a failed source never blocks the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from etl_project import raw, staging
+from etl_project.config import AppConfig, SourceConfig, redact
+from etl_project.errors import EtlError, SnapshotMissing, VenueError
+from etl_project.http import HttpClient
+from etl_project.report.build import build_report
+from etl_project.report.columns import BALANCES_SCHEMA, REPORT_SCHEMA, SQL_NAMES
+from etl_project.report.schema import BalancesModel
+from etl_project.report.validate import split_valid
+from etl_project.sinks.files import publish_report_files, write_quarantine
+from etl_project.sinks.object_store import ObjectStore
+from etl_project.sinks.operational_tables import (
+    COMPLETENESS_TABLE,
+    POSITIONS_TABLE,
+    REPORT_RUNS_TABLE,
+)
+from etl_project.sinks.warehouse import Warehouse, quarantine_rows
+from etl_project.sinks.warehouse_tables import QUARANTINE_TABLE, REPORT_TABLE
+from etl_project.venues import connector_for
+from etl_project.venues.base import Rejected
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What one stage of one source did; also its staged manifest."""
+
+    source: str
+    status: str  # ok | failed
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def live_window(report_date: date, cutoff_hours: float) -> tuple[datetime, datetime]:
+    """When D's end-of-day balances can still be fetched live: [start of D, end of D + cutoff)."""
+    start = datetime.combine(report_date, time(0), tzinfo=UTC)
+    return start, start + timedelta(days=1, hours=cutoff_hours)
+
+
+# --- stage 1: raw snapshot ------------------------------------------------------------------
+
+
+def fetch_live(
+    source: SourceConfig, store: ObjectStore, report_date: date, now: datetime
+) -> tuple[StageOutcome, VenueError | None]:
+    """Call the venue; every response is landed verbatim (also when the call failed)."""
+    snapshot = raw.RawSnapshot(source.name, source.kind, report_date, now)
+    settings = source.settings
+    http = HttpClient(
+        source.name,
+        recorder=raw.SnapshotRecorder(snapshot),
+        connect_timeout=getattr(settings, "connect_timeout", 5.0),
+        read_timeout=getattr(settings, "read_timeout", 30.0),
+    )
+    connector = connector_for(source.kind)(source, http)
+    connector.report_date = report_date
+    error: VenueError | None = None
+    try:
+        connector.fetch()
+    except VenueError as exc:
+        error = exc
+        snapshot.error = redact(str(exc), source.secrets())
+    finally:
+        key = raw.land(store, snapshot)
+    details = {
+        "mode": "live",
+        "snapshot_key": key,
+        "snapshot_at": now.isoformat(),
+        "responses": len(snapshot.responses),
+    }
+    if error is not None:
+        return StageOutcome(source.name, "failed", snapshot.error, details), error
+    return StageOutcome(source.name, "ok", None, details), None
+
+
+def stored_snapshot(
+    source: SourceConfig, store: ObjectStore, report_date: date, exclude: str | None = None
+) -> StageOutcome:
+    """The latest stored snapshot of D that was fetched successfully, if any."""
+    keys = [
+        k
+        for k in store.list(raw.raw_prefix(source.kind, source.name, report_date))
+        if k.endswith(".json.gz") and k != exclude
+    ]
+    for key in reversed(keys):
+        snap = raw.RawSnapshot.from_bytes(store.get(key))
+        if snap.error is None:
+            return StageOutcome(
+                source.name,
+                "ok",
+                None,
+                {
+                    "mode": "replay",
+                    "snapshot_key": key,
+                    "snapshot_at": snap.snapshot_at.isoformat(),
+                    "responses": len(snap.responses),
+                },
+            )
+    return StageOutcome(
+        source.name,
+        "failed",
+        f"{source.name}: no stored snapshot for {report_date.isoformat()}",
+        {"mode": "replay"},
+    )
+
+
+def take_snapshot(
+    source: SourceConfig,
+    store: ObjectStore,
+    report_date: date,
+    *,
+    now: datetime,
+    cutoff_hours: float,
+    final_attempt: bool = True,
+) -> StageOutcome:
+    """Snapshot a source for D: live inside D's window, else replay the stored snapshot.
+
+    A live failure on the final attempt falls back to an earlier good snapshot of D, so a
+    re-run that hits an outage never replaces good balances with nothing. On a non-final
+    attempt the venue error is raised so the orchestrator's retry policy can try again.
+    """
+    start, end = live_window(report_date, cutoff_hours)
+    if now < start:
+        outcome = StageOutcome(
+            source.name, "failed", f"{source.name}: report date {report_date} is in the future"
+        )
+    elif now < end:
+        outcome, error = fetch_live(source, store, report_date, now)
+        if error is not None:
+            if not final_attempt:
+                raise error
+            fallback = stored_snapshot(
+                source, store, report_date, exclude=outcome.details["snapshot_key"]
+            )
+            if fallback.ok:
+                outcome = dataclasses.replace(
+                    fallback,
+                    reason=f"live fetch failed ({outcome.reason}); used stored snapshot",
+                    details={**fallback.details, "mode": "fallback"},
+                )
+    else:
+        outcome = stored_snapshot(source, store, report_date)
+        if not outcome.ok:
+            outcome = dataclasses.replace(
+                outcome,
+                reason=(
+                    f"{source.name}: no stored snapshot for {report_date.isoformat()} and its live "
+                    f"window closed at {end.isoformat()}"
+                ),
+            )
+    staging.put_json(
+        store, staging.snapshot_manifest_key(source.name, report_date), _manifest(outcome)
+    )
+    return outcome
+
+
+# --- stage 2: canonical balances ------------------------------------------------------------
+
+
+def stage_balances(source: SourceConfig, store: ObjectStore, report_date: date) -> StageOutcome:
+    """Parse the day's snapshot, validate rows (bad ones to quarantine), stage the rest."""
+    manifest_key, table_key = staging.balances_keys(source.name, report_date)
+    snap = staging.get_json(store, staging.snapshot_manifest_key(source.name, report_date))
+    if snap is None:
+        outcome = StageOutcome(source.name, "failed", f"{source.name}: no snapshot taken")
+    elif snap["status"] != "ok":
+        outcome = StageOutcome(source.name, "failed", snap["reason"], snap["details"])
+    else:
+        outcome = _parse_and_stage(source, store, report_date, snap["details"], table_key)
+    staging.put_json(store, manifest_key, _manifest(outcome))
+    return outcome
+
+
+def _parse_and_stage(
+    source: SourceConfig,
+    store: ObjectStore,
+    report_date: date,
+    snap: dict[str, Any],
+    table_key: str,
+) -> StageOutcome:
+    snapshot = raw.RawSnapshot.from_bytes(store.get(snap["snapshot_key"]))
+    try:
+        parsed = connector_for(source.kind).parse(snapshot, source)
+    except EtlError as exc:
+        return StageOutcome(source.name, "failed", redact(str(exc), source.secrets()), snap)
+    valid, rejected = split_valid(parsed.balances, BalancesModel)
+    staging.put_table(store, table_key, valid)
+    for name, table in parsed.extra_tables.items():
+        staging.put_table(store, table_key.replace("balances.parquet", f"{name}.parquet"), table)
+    details = {
+        **snap,
+        "rows": valid.num_rows,
+        "rejected": [dataclasses.asdict(r) for r in (*parsed.rejected, *rejected)],
+        "accounts": [dataclasses.asdict(a) for a in parsed.accounts],
+        "extra_tables": sorted(parsed.extra_tables),
+    }
+    return StageOutcome(source.name, "ok", None, details)
+
+
+# --- stage 3: the report (staged, not yet published) ----------------------------------------
+
+
+def stage_report(
+    config: AppConfig, store: ObjectStore, report_date: date, run_id: str
+) -> StageOutcome:
+    """Build D's report from every source's staged balances; name the sources that failed."""
+    tables: list[pa.Table] = []
+    snapshot_at: dict[str, datetime] = {}
+    gaps: list[dict[str, str]] = []
+    rejected: list[dict[str, Any]] = []
+    sources: dict[str, dict[str, Any]] = {}
+    completeness: list[dict[str, Any]] = []
+    extras: dict[str, list[str]] = {}
+    for source in config.sources:
+        manifest_key, table_key = staging.balances_keys(source.name, report_date)
+        doc = staging.get_json(store, manifest_key)
+        if doc is None or doc["status"] != "ok":
+            reason = doc["reason"] if doc else f"{source.name}: balances not staged"
+            gaps.append({"source": source.name, "account_id": "*", "reason": reason})
+            completeness.append(_completeness_row(source, "*", "failed", reason))
+            continue
+        details = doc["details"]
+        for account in details.get("accounts", []):
+            completeness.append(
+                _completeness_row(
+                    source, account["account_id"], account["status"], account.get("reason")
+                )
+            )
+            if account["status"] != "received":
+                gaps.append(
+                    {
+                        "source": source.name,
+                        "account_id": account["account_id"],
+                        "reason": account.get("reason") or "failed",
+                    }
+                )
+        for name in details.get("extra_tables", []):
+            extras.setdefault(name, []).append(
+                table_key.replace("balances.parquet", f"{name}.parquet")
+            )
+        tables.append(staging.get_table(store, table_key, BALANCES_SCHEMA))
+        snapshot_at[source.name] = datetime.fromisoformat(details["snapshot_at"])
+        rejected.extend(details.get("rejected", []))
+        sources[source.name] = {
+            k: details.get(k) for k in ("mode", "snapshot_key", "snapshot_at", "rows")
+        }
+    manifest_key, table_key = staging.report_keys(report_date)
+    if not tables:
+        outcome = StageOutcome(
+            "report",
+            "failed",
+            "no source produced balances: " + "; ".join(g["reason"] for g in gaps),
+            {"gaps": gaps},
+        )
+        staging.put_json(store, manifest_key, _manifest(outcome))
+        return outcome
+    keep_zero = [s.name for s in config.sources if s.keep_zero_rows]
+    report, report_rejected = build_report(
+        tables,
+        report_date=report_date,
+        run_id=run_id,
+        snapshot_at=snapshot_at,
+        keep_zero_sources=keep_zero,
+    )
+    rejected.extend(dataclasses.asdict(r) for r in report_rejected)
+    staging.put_table(store, table_key, report)
+    details = {
+        "run_id": run_id,
+        "rows": report.num_rows,
+        "completeness": "partial" if gaps else "complete",
+        "gaps": gaps,
+        "sources": sources,
+        "rejected": rejected,
+        "completeness_rows": completeness,
+        "extra_tables": extras,
+    }
+    outcome = StageOutcome("report", "ok", None, details)
+    staging.put_json(store, manifest_key, _manifest(outcome))
+    return outcome
+
+
+def staged_report(store: ObjectStore, report_date: date) -> tuple[pa.Table, dict[str, Any]]:
+    """The staged report of D and its manifest details; raises when D was not staged."""
+    manifest_key, table_key = staging.report_keys(report_date)
+    doc = staging.get_json(store, manifest_key)
+    if doc is None or doc["status"] != "ok":
+        reason = doc["reason"] if doc else "report not staged"
+        raise SnapshotMissing(f"report {report_date.isoformat()}: {reason}")
+    return staging.get_table(store, table_key, REPORT_SCHEMA), doc["details"]
+
+
+def _rejected(details: dict[str, Any]) -> list[Rejected]:
+    return [Rejected(**r) for r in details.get("rejected", [])]
+
+
+# --- stage 4: publish -----------------------------------------------------------------------
+
+
+def status_key(report_date: date) -> str:
+    """Sidecar of the published files: completeness and named gaps of the date."""
+    return f"reports/settlement_balance/date={report_date.isoformat()}/_status.json"
+
+
+def publish_files(store: ObjectStore, report_date: date) -> dict[str, str]:
+    """Publish the audited report's CSV/JSON/Parquet, its status sidecar and quarantine file."""
+    report, details = staged_report(store, report_date)
+    uris = publish_report_files(store, report, report_date)
+    uris["quarantine"] = write_quarantine(store, _rejected(details), report_date, details["run_id"])
+    staging.put_json(store, status_key(report_date), _status(report_date, details))
+    uris["status"] = store.uri(status_key(report_date))
+    return uris
+
+
+def publish_warehouse(warehouse: Warehouse, store: ObjectStore, report_date: date) -> int:
+    """Replace D's report, quarantine, completeness, status and positions in ONE transaction."""
+    report, details = staged_report(store, report_date)
+    run_id = details["run_id"]
+    warehouse.ensure_schema()
+    status = _status(report_date, details)
+    items: list[tuple[Any, pa.Table, None]] = [
+        (
+            REPORT_TABLE,
+            report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names]),
+            None,
+        ),
+        (QUARANTINE_TABLE, quarantine_rows(_rejected(details), run_id), None),
+        (COMPLETENESS_TABLE, _completeness_table(details["completeness_rows"], run_id), None),
+        (
+            REPORT_RUNS_TABLE,
+            pa.Table.from_pylist(
+                [
+                    {
+                        "completeness": status["completeness"],
+                        "gaps": json.dumps(status["gaps"]),
+                        "report_rows": status["rows"],
+                        "rejected_rows": status["rejected_rows"],
+                        "run_id": run_id,
+                        "published_at": datetime.now(UTC),
+                    }
+                ]
+            ),
+            None,
+        ),
+    ]
+    positions = [
+        staging.read_parquet(store, key)
+        for key in details.get("extra_tables", {}).get("positions", [])
+    ]
+    if positions:
+        table = pa.concat_tables(positions, promote_options="permissive")
+        items.append(
+            (
+                POSITIONS_TABLE,
+                table.append_column("run_id", pa.array([run_id] * table.num_rows)),
+                None,
+            )
+        )
+    else:
+        items.append((POSITIONS_TABLE, pa.table({"run_id": pa.array([], pa.string())}), None))
+    return warehouse.replace_all(report_date, items)[0]
+
+
+def _status(report_date: date, details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "report_date": report_date.isoformat(),
+        "run_id": details["run_id"],
+        "completeness": details["completeness"],
+        "gaps": details["gaps"],
+        "rows": details["rows"],
+        "rejected_rows": len(details.get("rejected", [])),
+        "sources": details.get("sources", {}),
+    }
+
+
+def _completeness_row(
+    source: SourceConfig, account_id: str, status: str, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "source": source.name,
+        "venue": source.kind,
+        "account_id": account_id,
+        "expected": True,
+        "received": status == "received",
+        "failed": status != "received",
+        "reason": reason,
+    }
+
+
+def _completeness_table(rows: list[dict[str, Any]], run_id: str) -> pa.Table:
+    schema = pa.schema(
+        [
+            ("source", pa.string()),
+            ("venue", pa.string()),
+            ("account_id", pa.string()),
+            ("expected", pa.bool_()),
+            ("received", pa.bool_()),
+            ("failed", pa.bool_()),
+            ("reason", pa.string()),
+            ("run_id", pa.string()),
+        ]
+    )
+    return pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows], schema=schema)
+
+
+def _manifest(outcome: StageOutcome) -> dict[str, Any]:
+    return {
+        "source": outcome.source,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "details": outcome.details,
+    }

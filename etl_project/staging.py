@@ -1,0 +1,64 @@
+"""Staged intermediate results in the object store (stage -> audit -> publish).
+
+Each stage writes a JSON manifest (status, reason, counts) and, when it has rows, a Parquet
+file. Downstream stages read these, so every step can be re-run alone, in another process,
+and nothing reaches the published report files or the warehouse until the audit passed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl_project.sinks.object_store import ObjectStore
+
+
+def snapshot_manifest_key(source: str, report_date: date) -> str:
+    return f"staging/snapshots/source={source}/date={report_date.isoformat()}/manifest.json"
+
+
+def balances_keys(source: str, report_date: date) -> tuple[str, str]:
+    base = f"staging/balances/source={source}/date={report_date.isoformat()}/"
+    return base + "manifest.json", base + "balances.parquet"
+
+
+def report_keys(report_date: date) -> tuple[str, str]:
+    base = f"staging/report/date={report_date.isoformat()}/"
+    return base + "manifest.json", base + "report.parquet"
+
+
+def put_json(store: ObjectStore, key: str, doc: dict[str, Any]) -> None:
+    store.put(
+        key,
+        json.dumps(doc, indent=2, sort_keys=True, default=str).encode("utf-8"),
+        content_type="application/json",
+    )
+
+
+def get_json(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    try:
+        doc: dict[str, Any] = json.loads(store.get(key))
+    except FileNotFoundError:
+        return None
+    return doc
+
+
+def put_table(store: ObjectStore, key: str, table: pa.Table) -> None:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    store.put(key, sink.getvalue(), content_type="application/vnd.apache.parquet")
+
+
+def get_table(store: ObjectStore, key: str, schema: pa.Schema) -> pa.Table:
+    table = pq.read_table(io.BytesIO(store.get(key)))
+    return table.select(schema.names).cast(schema)
+
+
+def read_parquet(store: ObjectStore, key: str) -> pa.Table:
+    """A staged Parquet file as it was written (no schema coercion)."""
+    return pq.read_table(io.BytesIO(store.get(key)))

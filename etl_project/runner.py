@@ -72,7 +72,9 @@ def summarise(
         manifest_key, _ = staging.balances_keys(source.name, report_date)
         doc = staging.get_json(store, manifest_key)
         if doc is not None and doc["status"] != "ok":
-            failures.append(f"{source.name}: {_first_line(doc['reason'] or 'failed')}")
+            reason = _first_line(doc["reason"] or "failed")
+            prefix = f"{source.name}: "
+            failures.append(reason if reason.startswith(prefix) else prefix + reason)
     failures.extend(f for f in step_failures if f not in failures)
     report_doc = staging.get_json(store, staging.report_keys(report_date)[0]) or {}
     details = report_doc.get("details", {})

@@ -1,0 +1,221 @@
+"""Data-quality checks of a published report, as pure functions returning `CheckOutcome`.
+
+Dagster asset checks wrap them; nothing here does I/O. Amounts are compared with exact
+`Decimal` arithmetic (never floats). `CHECK_RESULTS_TABLE` keeps every check's outcome per
+report date in the warehouse.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from etl_project.checks import CheckOutcome
+from etl_project.sinks.warehouse_tables import TIMESTAMPTZ, dated_table, lineage_column
+
+#: Enough digits for exact sums and differences of NUMERIC(38,20) values.
+_EXACT = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Inexact])
+#: Division for display only (percentages), with room for any ratio of two such values.
+_DISPLAY = decimal.Context(prec=80)
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+TOP_BREACHES = 10
+
+CHECK_RESULTS_TABLE = dated_table(
+    "settlement_check_results",
+    "Outcome of every data-quality check of a report date (latest run per check)",
+    sa.Column("check_name", sa.Text(), nullable=False, comment="Name of the data-quality check"),
+    sa.Column("passed", sa.Boolean(), nullable=False, comment="The check passed"),
+    sa.Column(
+        "summary", sa.Text(), nullable=False, comment="One-line human-readable result of the check"
+    ),
+    lineage_column("run_id"),
+    sa.Column("checked_at", TIMESTAMPTZ, nullable=False, comment="When the check ran (UTC)"),
+    primary_key=("check_name",),
+)
+
+
+def completeness(details: Mapping[str, Any]) -> CheckOutcome:
+    """Passed iff the report's manifest details say "complete"; otherwise names every gap."""
+    state = details.get("completeness")
+    gaps = list(details.get("gaps") or [])
+    if state == "complete":
+        return CheckOutcome(True, "complete: every expected account was received", {"gaps": 0})
+    named = "; ".join(
+        f"{g.get('source', '?')}/{g.get('account_id', '*')}: {g.get('reason') or 'failed'}"
+        for g in gaps
+    )
+    summary = f"{state or 'unknown'}: {named or 'no gaps named'}"
+    return CheckOutcome(False, summary, {"completeness": str(state), "gaps": len(gaps)})
+
+
+def _key_names(table: pa.Table) -> tuple[str, str, str]:
+    """(account, ccy, total) column names: report names, or the warehouse's SQL names."""
+    if "accountUUID" in table.column_names:
+        return "accountUUID", "Ccy", "Total"
+    return "account_uuid", "ccy", "total"
+
+
+def _totals(table: pa.Table) -> dict[tuple[str, str], Decimal]:
+    account, ccy, total = _key_names(table)
+    sums: dict[tuple[str, str], Decimal] = {}
+    for a, c, t in zip(
+        table.column(account).to_pylist(),
+        table.column(ccy).to_pylist(),
+        table.column(total).to_pylist(),
+        strict=True,
+    ):
+        key = (str(a), str(c))
+        sums[key] = _EXACT.add(sums.get(key, Decimal(0)), Decimal(t or 0))
+    return sums
+
+
+def _plain(value: Decimal) -> str:
+    """A Decimal in plain notation without trailing zeros: 0E-20 -> 0, 1.50 -> 1.5."""
+    if value.is_zero():
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _threshold(threshold_pct: float) -> Decimal:
+    if threshold_pct < 0:
+        raise ValueError(f"threshold_pct must be >= 0, got {threshold_pct}")
+    return Decimal(str(threshold_pct))
+
+
+def _percent(delta: Decimal, base: Decimal) -> Decimal:
+    """delta / base in percent, rounded to 0.01 for display."""
+    ratio = _DISPLAY.divide(_DISPLAY.multiply(delta, Decimal(100)), base)
+    return ratio.quantize(Decimal("0.01"), context=_DISPLAY)
+
+
+def _magnitude(value: Decimal | None) -> Decimal:
+    return Decimal(0) if value is None else value.copy_abs()
+
+
+def _breaches(previous: Decimal, today: Decimal, threshold: Decimal) -> bool:
+    """|today - previous| / |previous| * 100 > threshold, exactly (previous 0: today != 0)."""
+    delta = _EXACT.subtract(today, previous).copy_abs()
+    if previous.is_zero():
+        return not delta.is_zero()
+    return _EXACT.multiply(delta, Decimal(100)) > _EXACT.multiply(threshold, previous.copy_abs())
+
+
+def movement(today: pa.Table, previous: pa.Table | None, threshold_pct: float) -> CheckOutcome:
+    """Flag (accountUUID, Ccy) pairs whose Total moved by more than `threshold_pct` percent
+    since the previous report; a pair missing on one side counts as 0 there."""
+    threshold = _threshold(threshold_pct)
+    if previous is None:
+        return CheckOutcome(True, "no previous report to compare with", {"breaches": 0})
+    now, before = _totals(today), _totals(previous)
+    keys = sorted(set(now) | set(before))
+    rows: list[tuple[Decimal | None, Decimal, tuple[str, str], Decimal, Decimal]] = []
+    for key in keys:
+        t, p = now.get(key, Decimal(0)), before.get(key, Decimal(0))
+        if _breaches(p, t, threshold):
+            delta = _EXACT.subtract(t, p)
+            pct = None if p.is_zero() else _percent(delta, p.copy_abs())
+            rows.append((pct, delta.copy_abs(), key, p, t))
+    # Largest relative change first; a pair new since the previous report (no % change) tops.
+    rows.sort(
+        key=lambda r: (r[0] is not None, _magnitude(r[0]).copy_negate(), r[1].copy_negate(), r[2])
+    )
+    table = [
+        "| accountUUID | Ccy | previous Total | today Total | change % |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {a} | {c} | {_plain(p)} | {_plain(t)} | {'new' if pct is None else f'{pct:+}'} |"
+            for pct, _, (a, c), p, t in rows[:TOP_BREACHES]
+        ),
+    ]
+    metadata: dict[str, Any] = {
+        "breaches": len(rows),
+        "pairs_compared": len(keys),
+        "threshold_pct": threshold_pct,
+    }
+    if rows:
+        metadata["top_breaches"] = "\n".join(table)
+        summary = (
+            f"{len(rows)} of {len(keys)} (accountUUID, Ccy) pairs moved more than "
+            f"{threshold_pct:g}% since the previous report"
+        )
+        return CheckOutcome(False, summary, metadata)
+    summary = (
+        f"no (accountUUID, Ccy) pair moved more than {threshold_pct:g}% ({len(keys)} compared)"
+    )
+    return CheckOutcome(True, summary, metadata)
+
+
+def row_count(today_rows: int, previous_rows: int | None, threshold_pct: float) -> CheckOutcome:
+    """Fail when the report's row count changed by more than `threshold_pct` percent."""
+    threshold = _threshold(threshold_pct)
+    if previous_rows is None:
+        return CheckOutcome(True, "no previous report to compare with", {"today_rows": today_rows})
+    metadata: dict[str, Any] = {"today_rows": today_rows, "previous_rows": previous_rows}
+    change = today_rows - previous_rows
+    if previous_rows:
+        pct = _percent(Decimal(change), Decimal(previous_rows))
+        metadata["change_pct"] = float(pct)
+        described = f"{pct:+}%"
+    else:
+        described = "from 0"
+    passed = not _breaches(Decimal(previous_rows), Decimal(today_rows), threshold)
+    verdict = "within" if passed else "exceeds"
+    summary = (
+        f"{today_rows} rows vs {previous_rows} in the previous report ({described}, "
+        f"{verdict} {threshold_pct:g}%)"
+    )
+    return CheckOutcome(passed, summary, metadata)
+
+
+def freshness(report_exists_for_yesterday: bool, now: datetime, deadline_utc: str) -> CheckOutcome:
+    """Fail only when it is past today's `deadline_utc` (HH:MM, UTC) and yesterday's report
+    does not exist. `now` must be timezone-aware."""
+    match = _HHMM.fullmatch(deadline_utc)
+    if match is None:
+        raise ValueError(f"deadline_utc must be HH:MM, got {deadline_utc!r}")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    now_utc = now.astimezone(UTC)
+    deadline = datetime.combine(
+        now_utc.date(), time(int(match.group(1)), int(match.group(2))), tzinfo=UTC
+    )
+    yesterday: date = now_utc.date() - timedelta(days=1)
+    metadata: dict[str, Any] = {
+        "report_date": yesterday.isoformat(),
+        "deadline": deadline.isoformat(),
+        "exists": report_exists_for_yesterday,
+    }
+    if report_exists_for_yesterday:
+        return CheckOutcome(True, f"report for {yesterday} is published", metadata)
+    if now_utc > deadline:
+        summary = (
+            f"report for {yesterday} is not published and the {deadline_utc} UTC deadline passed"
+        )
+        return CheckOutcome(False, summary, metadata)
+    summary = f"report for {yesterday} not published yet; deadline {deadline_utc} UTC not reached"
+    return CheckOutcome(True, summary, metadata)
+
+
+def check_results_rows(
+    results: Mapping[str, CheckOutcome], run_id: str, *, checked_at: datetime | None = None
+) -> pa.Table:
+    """Rows of `CHECK_RESULTS_TABLE` (without report_date) for `results`, by check name."""
+    at = (checked_at or datetime.now(UTC)).astimezone(UTC)
+    names = sorted(results)
+    return pa.table(
+        {
+            "check_name": pa.array(names, pa.string()),
+            "passed": pa.array([results[n].passed for n in names], pa.bool_()),
+            "summary": pa.array([results[n].summary for n in names], pa.string()),
+            "run_id": pa.array([run_id] * len(names), pa.string()),
+            "checked_at": pa.array([at] * len(names), pa.timestamp("us", tz="UTC")),
+        }
+    )

@@ -21,9 +21,9 @@ def test_workspace_module_loads_demo_config() -> None:
     defs.resolve_all_job_defs()
     job = defs.resolve_job_def(JOB_NAME)
     keys = {node.key.to_user_string() for node in defs.resolve_asset_graph().asset_nodes}
+    sources = ["kraken_demo", "saxo_demo", "platform_demo", "settlement_platform_demo"]
     assert keys == {
-        "kraken_demo/raw_snapshot",
-        "kraken_demo/balances",
+        *(f"{s}/{stage}" for s in sources for stage in ("raw_snapshot", "balances")),
         "settlement_balance_report",
         "settlement_balance_files",
         "settlement_balance_warehouse",

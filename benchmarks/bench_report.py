@@ -104,10 +104,22 @@ def run_one(rows: int, postgres: str | None) -> dict[str, float]:
         timed("duckdb load", lambda: wh.replace_report(report, REPORT_DATE))
         wh.dispose()
     if postgres:
-        wh = Warehouse(postgres)
-        wh.ensure_schema()
-        timed("postgres load", lambda: wh.replace_report(report, REPORT_DATE))
-        wh.dispose()
+        import sqlalchemy as sa
+
+        schema = f"bench_{uuid.uuid4().hex[:8]}"  # throw-away: leave nothing behind
+        admin = sa.create_engine(postgres)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"create schema {schema}"))
+        sep = "&" if "?" in postgres else "?"
+        wh = Warehouse(f"{postgres}{sep}options=-csearch_path%3D{schema}")
+        try:
+            wh.ensure_schema()
+            timed("postgres load", lambda: wh.replace_report(report, REPORT_DATE))
+        finally:
+            wh.dispose()
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"drop schema {schema} cascade"))
+            admin.dispose()
     timings["rows"] = report.num_rows
     timings["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return timings

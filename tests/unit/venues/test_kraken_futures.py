@@ -14,11 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from etl_project.config import Secret, SourceConfig, parse_config
@@ -32,7 +31,7 @@ from etl_project.errors import (
 )
 from etl_project.http import HttpClient, RawResponse
 from etl_project.raw import RawSnapshot, SnapshotRecorder
-from etl_project.report.columns import AMOUNT_COLUMNS, BOOL_COLUMNS, REPORT_COLUMNS, SORT_KEY
+from etl_project.report.columns import REPORT_COLUMNS
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
 from etl_project.venues.kraken_futures import (
     KrakenFuturesConnector,
@@ -42,6 +41,7 @@ from etl_project.venues.kraken_futures import (
     check_response,
     endpoint_path,
 )
+from tests.report_text import fmt_amount, report_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SEED003 = FIXTURES / "kraken_futures_seed003.json"
@@ -89,31 +89,6 @@ def seed_bytes() -> bytes:
 
 def seed_doc() -> dict[str, Any]:
     return json.loads(SEED003.read_bytes())
-
-
-def fmt_amount(value: Decimal) -> str:
-    """Plain decimal text: no exponent, no padding zeros (normalize(100) is 1E+2: 'f' fixes it)."""
-    normal = value.normalize(Context(prec=80))
-    return "0" if normal == 0 else format(normal, "f")
-
-
-def report_rows(table: pa.Table) -> list[dict[str, str]]:
-    """The report's CSV text of a balances table: all-zero rows dropped, sorted (spec §1)."""
-    rows = []
-    for row in table.to_pylist():
-        if all(row[name] == 0 for name in AMOUNT_COLUMNS):
-            continue
-        out = {}
-        for name in REPORT_COLUMNS:
-            value = row[name]
-            if name in AMOUNT_COLUMNS:
-                out[name] = fmt_amount(value)
-            elif name in BOOL_COLUMNS:
-                out[name] = "TRUE" if value else "FALSE"
-            else:
-                out[name] = "" if value is None else str(value)
-        rows.append(out)
-    return sorted(rows, key=lambda r: tuple(r[k] for k in SORT_KEY))
 
 
 def expected_rows() -> list[dict[str, str]]:

@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from etl_project.errors import (
 )
 from etl_project.http import HttpClient, RawResponse
 from etl_project.raw import RawSnapshot, SnapshotRecorder
-from etl_project.report.columns import AMOUNT_COLUMNS, BOOL_COLUMNS, REPORT_COLUMNS, SORT_KEY
+from etl_project.report.columns import REPORT_COLUMNS
 from etl_project.simulator.platform import platform_venue
 from etl_project.venues import connector_for
 from etl_project.venues.base import AccountStatus
@@ -39,6 +39,7 @@ from etl_project.venues.platform import (
     check_response,
 )
 from etl_project.venues.platform_redact import WITHHELD, RedactingRecorder, redact_body
+from tests.report_text import fmt_amount, report_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ACCOUNTS = FIXTURES / "platform_accounts.json"
@@ -101,30 +102,6 @@ def parse(*responses: RawResponse, **settings: Any) -> Any:
 
 def parse_cached(doc: dict[str, Any]) -> Any:
     return parse(listing(), cached(doc))
-
-
-def fmt_amount(value: Decimal) -> str:
-    normal = value.normalize(Context(prec=80))
-    return "0" if normal == 0 else format(normal, "f")
-
-
-def report_rows(table: pa.Table) -> list[dict[str, str]]:
-    """The report's CSV text of a balances table: all-zero rows dropped, sorted (spec §1)."""
-    rows = []
-    for row in table.to_pylist():
-        if all(row[name] == 0 for name in AMOUNT_COLUMNS):
-            continue
-        out = {}
-        for name in REPORT_COLUMNS:
-            value = row[name]
-            if name in AMOUNT_COLUMNS:
-                out[name] = fmt_amount(value)
-            elif name in BOOL_COLUMNS:
-                out[name] = "TRUE" if value else "FALSE"
-            else:
-                out[name] = "" if value is None else str(value)
-        rows.append(out)
-    return sorted(rows, key=lambda r: tuple(r[k] for k in SORT_KEY))
 
 
 def expected_rows() -> list[dict[str, str]]:

@@ -10,12 +10,11 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import pyarrow as pa
 import pytest
 import requests
 
@@ -29,7 +28,7 @@ from etl_project.errors import (
 )
 from etl_project.http import HttpClient, RawResponse, RetryPolicy
 from etl_project.raw import RawSnapshot, SnapshotRecorder
-from etl_project.report.columns import AMOUNT_COLUMNS, BOOL_COLUMNS, REPORT_COLUMNS, SORT_KEY
+from etl_project.report.columns import REPORT_COLUMNS
 from etl_project.simulator import Simulator, SimulatorConfig
 from etl_project.simulator import saxo as sim_saxo
 from etl_project.simulator.data import dumps
@@ -43,6 +42,7 @@ from etl_project.venues.saxo_auth import (
 )
 from etl_project.venues.saxo_limits import SlidingWindowLimiter, exhausted_reset
 from etl_project.venues.saxo_parse import saxo_key
+from tests.report_text import fmt_amount, report_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SEED_BALANCES = FIXTURES / "saxo_seed001_balances.json"
@@ -127,30 +127,6 @@ def parse(accounts: list[dict[str, Any]], balances: dict[str, dict[str, Any] | R
         else:
             responses.append(response(balances_url(key, client), body))
     return SaxoConnector.parse(make_snapshot(*responses), make_source(**common))
-
-
-def fmt_amount(value: Decimal) -> str:
-    normal = value.normalize(Context(prec=80))
-    return "0" if normal == 0 else format(normal, "f")
-
-
-def report_rows(table: pa.Table) -> list[dict[str, str]]:
-    """The report's CSV text of a balances table: all-zero rows dropped, sorted (spec §1)."""
-    rows = []
-    for row in table.to_pylist():
-        if all(row[name] == 0 for name in AMOUNT_COLUMNS):
-            continue
-        out = {}
-        for name in REPORT_COLUMNS:
-            value = row[name]
-            if name in AMOUNT_COLUMNS:
-                out[name] = fmt_amount(value)
-            elif name in BOOL_COLUMNS:
-                out[name] = "TRUE" if value else "FALSE"
-            else:
-                out[name] = "" if value is None else str(value)
-        rows.append(out)
-    return sorted(rows, key=lambda r: tuple(r[k] for k in SORT_KEY))
 
 
 def expected_rows() -> list[dict[str, str]]:

@@ -52,6 +52,23 @@ def parse_json(body: bytes, source: str, what: str) -> Any:
         raise MalformedResponse(source, f"{what}: response is not valid JSON ({exc})") from None
 
 
+def json_kind(value: Any) -> str:
+    """JSON type name of a decoded value, for error messages naming what a venue sent."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, Decimal | int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 class Recorder(Protocol):
     """Receives every response as it arrives (see `etl_project.raw.SnapshotRecorder`)."""
 

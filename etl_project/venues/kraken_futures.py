@@ -38,7 +38,7 @@ from etl_project.errors import (
     VenueRateLimited,
     VenueUnavailable,
 )
-from etl_project.http import HttpClient, RawResponse, parse_json
+from etl_project.http import HttpClient, RawResponse, json_kind, parse_json
 from etl_project.identity import derived_uuid, normalise_ccy, venue_uuid
 from etl_project.raw import RawSnapshot
 from etl_project.venues.base import (
@@ -293,22 +293,24 @@ class _Reader:
     def obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
         value = self.get(parent, key, path)
         if not isinstance(value, dict):
-            raise self.fail(_join(path, key), f"must be an object, got {_kind(value)}")
+            raise self.fail(_join(path, key), f"must be an object, got {json_kind(value)}")
         return value
 
     def items(self, parent: Mapping[str, Any], key: str, path: str) -> list[Mapping[str, Any]]:
         value = self.get(parent, key, path)
         if not isinstance(value, list):
-            raise self.fail(_join(path, key), f"must be an array, got {_kind(value)}")
+            raise self.fail(_join(path, key), f"must be an array, got {json_kind(value)}")
         for i, item in enumerate(value):
             if not isinstance(item, dict):
-                raise self.fail(f"{_join(path, key)}[{i}]", f"must be an object, got {_kind(item)}")
+                raise self.fail(
+                    f"{_join(path, key)}[{i}]", f"must be an object, got {json_kind(item)}"
+                )
         return value
 
     def text(self, parent: Mapping[str, Any], key: str, path: str) -> str:
         value = self.get(parent, key, path)
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(_join(path, key), f"must be a non-empty string, got {_kind(value)}")
+            raise self.fail(_join(path, key), f"must be a non-empty string, got {json_kind(value)}")
         return value.strip()
 
     def optional_text(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
@@ -316,7 +318,7 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise self.fail(_join(path, key), f"must be a string, got {_kind(value)}")
+            raise self.fail(_join(path, key), f"must be a string, got {json_kind(value)}")
         return value.strip() or None
 
     def number(self, parent: Mapping[str, Any], key: str, path: str) -> Decimal:
@@ -325,7 +327,7 @@ class _Reader:
             return value
         if isinstance(value, float):  # NaN / Infinity literals: rejected later as not finite
             return Decimal(repr(value))
-        raise self.fail(_join(path, key), f"must be a number, got {_kind(value)}")
+        raise self.fail(_join(path, key), f"must be a number, got {json_kind(value)}")
 
     def uuid(self, parent: Mapping[str, Any], key: str, path: str) -> str:
         value = self.text(parent, key, path)
@@ -345,22 +347,6 @@ class _Reader:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, Decimal | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 @dataclass(frozen=True)

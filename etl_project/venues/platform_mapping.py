@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from etl_project.config import SourceConfig
+from etl_project.http import json_kind
 from etl_project.identity import derived_uuid, normalise_ccy
 from etl_project.venues.base import AccountStatus, Balance, Rejected, amount_problem
 from etl_project.venues.platform_shapes import (
@@ -31,7 +32,6 @@ from etl_project.venues.platform_shapes import (
     amounts,
     cached_lists,
     exact_sum,
-    kind_of,
     optional_text,
     read_user_id,
     shown,
@@ -123,12 +123,12 @@ class _AccountMapper:
         account_name = optional_text(entry, "account_name") or account.name
         assets = entry.get("assets")
         if not isinstance(assets, list):
-            raise EntryProblem(f"assets must be an array, got {kind_of(assets)}")
+            raise EntryProblem(f"assets must be an array, got {json_kind(assets)}")
         trace = {"account_id": account_id, "account_name": account_name, "exchange_name": exchange}
         shaped = []
         for j, asset in enumerate(assets):
             if not isinstance(asset, dict):
-                raise EntryProblem(f"assets[{j}] must be an object, got {kind_of(asset)}")
+                raise EntryProblem(f"assets[{j}] must be an object, got {json_kind(asset)}")
             try:
                 kind, symbol, wallet = (text(asset, k) for k in ("asset_type", "symbol",
                                                                   "wallet_type"))  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from etl_project.errors import MalformedResponse
+from etl_project.http import json_kind
 from etl_project.report.columns import AMOUNT_TYPE
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "amounts",
     "cached_lists",
     "exact_sum",
-    "kind_of",
     "listed_accounts",
     "optional_text",
     "read_user_id",
@@ -89,15 +89,17 @@ def listed_accounts(doc: Any, source: str) -> list[ListedAccount]:
             raise MalformedResponse(source, f"{ACCOUNTS_WHERE}: paginated listing ('next' set)")
         items = doc["results"]
     if not isinstance(items, list):
-        raise MalformedResponse(source, f"{ACCOUNTS_WHERE}: must be an array, got {kind_of(items)}")
+        raise MalformedResponse(
+            source, f"{ACCOUNTS_WHERE}: must be an array, got {json_kind(items)}"
+        )
     out: list[ListedAccount] = []
     for i, item in enumerate(items):
         try:
             if not isinstance(item, dict):
-                raise EntryProblem(f"must be an object, got {kind_of(item)}")
+                raise EntryProblem(f"must be an object, got {json_kind(item)}")
             archived = item.get("archived")
             if archived is not None and not isinstance(archived, bool):
-                raise EntryProblem(f"archived must be a boolean, got {kind_of(archived)}")
+                raise EntryProblem(f"archived must be a boolean, got {json_kind(archived)}")
             account_id = text(item, "id").lower()
             out.append(ListedAccount(account_id, text(item, "name"), archived is True))
         except EntryProblem as exc:
@@ -108,13 +110,13 @@ def listed_accounts(doc: Any, source: str) -> list[ListedAccount]:
 def cached_lists(doc: Any, source: str) -> tuple[list[Any], list[Any]]:
     """`balances[]` and `errors[]` of one cached-balance answer (both must be arrays)."""
     if not isinstance(doc, dict):
-        raise MalformedResponse(source, f"{CACHED_WHERE}: must be an object, got {kind_of(doc)}")
+        raise MalformedResponse(source, f"{CACHED_WHERE}: must be an object, got {json_kind(doc)}")
     found = []
     for key in ("balances", "errors"):
         value = doc.get(key, [] if key == "errors" else None)
         if not isinstance(value, list):
             raise MalformedResponse(source, f"{CACHED_WHERE}: {key} must be an array, "
-                                            f"got {kind_of(value)}")  # fmt: skip
+                                            f"got {json_kind(value)}")  # fmt: skip
         found.append(value)
     return found[0], found[1]
 
@@ -163,14 +165,16 @@ def read_user_id(value: Any) -> str:
         return str(int(value))
     if isinstance(value, str) and value.strip().isdigit():
         return str(int(value.strip()))
-    raise EntryProblem(f"user_id must be an integer, got {kind_of(value)}")
+    raise EntryProblem(f"user_id must be an integer, got {json_kind(value)}")
 
 
 def text(item: Mapping[str, Any], key: str) -> str:
     value = item.get(key)
     if not isinstance(value, str) or not value.strip():
         problem = (
-            "is missing" if key not in item else f"must be a non-empty string, got {kind_of(value)}"
+            "is missing"
+            if key not in item
+            else f"must be a non-empty string, got {json_kind(value)}"
         )
         raise EntryProblem(f"{key} {problem}")
     return value.strip()
@@ -191,20 +195,4 @@ def shown(value: Any) -> Any:
         return value[:100]
     if value is None or isinstance(value, bool | int | float):
         return value
-    return kind_of(value)
-
-
-def kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, Decimal | int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return json_kind(value)

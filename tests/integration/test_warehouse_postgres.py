@@ -4,9 +4,7 @@ with the core contract parametrized over DuckDB and PostgreSQL."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from etl_project.report.columns import COLUMNS, REPORT_SCHEMA, SQL_NAMES
 from etl_project.sinks.warehouse import Warehouse
 from etl_project.sinks.warehouse_tables import (
     METADATA,
@@ -23,70 +20,7 @@ from etl_project.sinks.warehouse_tables import (
     arrow_schema,
 )
 from etl_project.venues.base import Rejected
-
-D = date(2024, 3, 31)
-D2 = date(2024, 3, 30)
-TRICKY = (
-    Decimal("-0.0009056832839642471"),
-    Decimal("0.00000000346"),
-    Decimal("100634324.36"),
-    Decimal("0"),
-    Decimal("-999999999999999999.99999999999999999999"),
-)
-NS = uuid.UUID("83cdf801-2fb2-5c54-a351-239c47006e82")
-
-
-def sample_report(report_date: date, n: int = 4, run: str = "run-a") -> pa.Table:
-    """n report rows (REPORT_SCHEMA): tricky decimals, null vs empty e-mail, CSV-hostile text."""
-    emails = [None, "a@b.example", "", "d@e.example"]
-    rows = []
-    for i in range(n):
-        row: dict[str, object] = {
-            c.name: TRICKY[(i + j) % len(TRICKY)]
-            for j, c in enumerate(COLUMNS)
-            if c.kind == "amount"
-        }
-        row |= {
-            "userUUID": str(uuid.uuid5(NS, f"{run}:user:{i % 2}")),
-            "accountUUID": str(uuid.uuid5(NS, f"{run}:account:{i}")),
-            "Account Group UUID": str(uuid.uuid5(NS, "group")),
-            "Account Group": 'Desk, "Alpha"',
-            "User": f'O\'Brien, "Bob"\nline {i} \\. ü',
-            "Email": emails[i % len(emails)],
-            "mainType": "Client",
-            "subMainType": "Holding account",
-            "Ccy": ("BTC", "USD", "DOGE", "EUR")[i % 4],
-            "Account in Ledger": True,
-            "System Account": i == 3,
-            "source": "kraken_main",
-            "venue": "kraken_futures",
-            "venue_account_id": f"acc-{i}",
-            "wallet": "holding",
-            "report_date": report_date,
-            "snapshot_at": datetime(2024, 3, 31, 23, 59, 59, 123456, tzinfo=UTC),
-            "run_id": run,
-        }
-        rows.append(row)
-    return pa.Table.from_pylist(rows, schema=REPORT_SCHEMA)
-
-
-def expected(report: pa.Table) -> pa.Table:
-    renamed = report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names])
-    schema = arrow_schema(REPORT_TABLE)
-    return (
-        renamed.select(schema.names)
-        .cast(schema)
-        .sort_by([("user_uuid", "ascending"), ("account_uuid", "ascending"), ("ccy", "ascending")])
-    )
-
-
-def assert_report(wh: Warehouse, report_date: date, report: pa.Table) -> None:
-    got = wh.read_report(report_date)
-    assert got.to_pylist() == expected(report).to_pylist()
-    assert got.equals(expected(report))
-    back = {v for c in COLUMNS if c.kind == "amount" for v in got.column(c.sql).to_pylist()}
-    assert back == set(TRICKY) if report.num_rows >= 3 else True
-
+from tests.warehouse_sample import D2, TRICKY, D, assert_report, expected, sample_report
 
 BACKENDS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 

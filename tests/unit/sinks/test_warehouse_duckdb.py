@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,80 +15,15 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from etl_project.report.columns import COLUMNS, REPORT_SCHEMA, SQL_NAMES
+from etl_project.report.columns import COLUMNS
 from etl_project.sinks.warehouse import Warehouse
 from etl_project.sinks.warehouse_tables import (
     METADATA,
     QUARANTINE_TABLE,
     REPORT_TABLE,
-    arrow_schema,
 )
 from etl_project.venues.base import Rejected
-
-D = date(2024, 3, 31)
-D2 = date(2024, 3, 30)
-TRICKY = (
-    Decimal("-0.0009056832839642471"),
-    Decimal("0.00000000346"),
-    Decimal("100634324.36"),
-    Decimal("0"),
-    Decimal("-999999999999999999.99999999999999999999"),
-)
-NS = uuid.UUID("83cdf801-2fb2-5c54-a351-239c47006e82")
-
-
-def sample_report(report_date: date, n: int = 4, run: str = "run-a") -> pa.Table:
-    """n report rows (REPORT_SCHEMA) with tricky decimals, null vs empty e-mail, quoting."""
-    emails = [None, "a@b.example", "", "d@e.example"]
-    rows = []
-    for i in range(n):
-        row: dict[str, object] = {}
-        for j, c in enumerate(COLUMNS):
-            if c.kind == "amount":
-                row[c.name] = TRICKY[(i + j) % len(TRICKY)]
-        row |= {
-            "userUUID": str(uuid.uuid5(NS, f"{run}:user:{i % 2}")),
-            "accountUUID": str(uuid.uuid5(NS, f"{run}:account:{i}")),
-            "Account Group UUID": str(uuid.uuid5(NS, "group")),
-            "Account Group": 'Desk, "Alpha"',
-            "User": f'O\'Brien, "Bob"\nline {i}',
-            "Email": emails[i % len(emails)],
-            "mainType": "Client",
-            "subMainType": "Holding account",
-            "Ccy": ("BTC", "USD", "DOGE", "EUR")[i % 4],
-            "Account in Ledger": True,
-            "System Account": i == 3,
-            "source": "kraken_main",
-            "venue": "kraken_futures",
-            "venue_account_id": f"acc-{i}",
-            "wallet": "holding",
-            "report_date": report_date,
-            "snapshot_at": datetime(2024, 3, 31, 23, 59, 59, 123456, tzinfo=UTC),
-            "run_id": run,
-        }
-        rows.append(row)
-    return pa.Table.from_pylist(rows, schema=REPORT_SCHEMA)
-
-
-def expected(report: pa.Table) -> pa.Table:
-    """What read_report must give back for `report`: SQL names, table order, sorted."""
-    renamed = report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names])
-    schema = arrow_schema(REPORT_TABLE)
-    ordered = renamed.select(schema.names).cast(schema)
-    return ordered.sort_by(
-        [("user_uuid", "ascending"), ("account_uuid", "ascending"), ("ccy", "ascending")]
-    )
-
-
-def assert_report(wh: Warehouse, report_date: date, report: pa.Table) -> None:
-    got = wh.read_report(report_date)
-    want = expected(report)
-    assert got.to_pylist() == want.to_pylist()
-    assert got.equals(want)
-    # the decimals are the very values sent, not merely close
-    sent = {v for c in COLUMNS if c.kind == "amount" for v in report.column(c.name).to_pylist()}
-    back = {v for c in COLUMNS if c.kind == "amount" for v in got.column(c.sql).to_pylist()}
-    assert back == sent == set(TRICKY)  # Decimal equality is exact (no context rounding)
+from tests.warehouse_sample import D2, TRICKY, D, assert_report, expected, sample_report
 
 
 @pytest.fixture()

@@ -1,8 +1,8 @@
 """Data-quality checks of a published report, as pure functions returning `CheckOutcome`.
 
 Dagster asset checks wrap them; nothing here does I/O. Amounts are compared with exact
-`Decimal` arithmetic (never floats). `CHECK_RESULTS_TABLE` keeps every check's outcome per
-report date in the warehouse.
+`Decimal` arithmetic (never floats). `check_results_rows` shapes outcomes as rows of
+`CHECK_RESULTS_TABLE`, which keeps every check's latest outcome per report date.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import sqlalchemy as sa
 
 from etl_project.checks import CheckOutcome
-from etl_project.sinks.warehouse_tables import TIMESTAMPTZ, dated_table, lineage_column
 
 #: Enough digits for exact sums and differences of NUMERIC(38,20) values.
 _EXACT = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Inexact])
@@ -26,19 +24,6 @@ _EXACT = decimal.Context(prec=80, traps=[decimal.InvalidOperation, decimal.Inexa
 _DISPLAY = decimal.Context(prec=80)
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 TOP_BREACHES = 10
-
-CHECK_RESULTS_TABLE = dated_table(
-    "settlement_check_results",
-    "Outcome of every data-quality check of a report date (latest run per check)",
-    sa.Column("check_name", sa.Text(), nullable=False, comment="Name of the data-quality check"),
-    sa.Column("passed", sa.Boolean(), nullable=False, comment="The check passed"),
-    sa.Column(
-        "summary", sa.Text(), nullable=False, comment="One-line human-readable result of the check"
-    ),
-    lineage_column("run_id"),
-    sa.Column("checked_at", TIMESTAMPTZ, nullable=False, comment="When the check ran (UTC)"),
-    primary_key=("check_name",),
-)
 
 
 def completeness(details: Mapping[str, Any]) -> CheckOutcome:
@@ -175,19 +160,24 @@ def row_count(today_rows: int, previous_rows: int | None, threshold_pct: float) 
     return CheckOutcome(passed, summary, metadata)
 
 
+def freshness_date(now: datetime) -> date:
+    """The report date a freshness check at `now` judges: yesterday in UTC."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC).date() - timedelta(days=1)
+
+
 def freshness(report_exists_for_yesterday: bool, now: datetime, deadline_utc: str) -> CheckOutcome:
     """Fail only when it is past today's `deadline_utc` (HH:MM, UTC) and yesterday's report
     does not exist. `now` must be timezone-aware."""
     match = _HHMM.fullmatch(deadline_utc)
     if match is None:
         raise ValueError(f"deadline_utc must be HH:MM, got {deadline_utc!r}")
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
+    yesterday = freshness_date(now)
     now_utc = now.astimezone(UTC)
     deadline = datetime.combine(
         now_utc.date(), time(int(match.group(1)), int(match.group(2))), tzinfo=UTC
     )
-    yesterday: date = now_utc.date() - timedelta(days=1)
     metadata: dict[str, Any] = {
         "report_date": yesterday.isoformat(),
         "deadline": deadline.isoformat(),
@@ -205,13 +195,19 @@ def freshness(report_exists_for_yesterday: bool, now: datetime, deadline_utc: st
 
 
 def check_results_rows(
-    results: Mapping[str, CheckOutcome], run_id: str, *, checked_at: datetime | None = None
+    results: Mapping[str, CheckOutcome],
+    run_id: str,
+    *,
+    asset: str,
+    checked_at: datetime | None = None,
 ) -> pa.Table:
-    """Rows of `CHECK_RESULTS_TABLE` (without report_date) for `results`, by check name."""
+    """Rows of `CHECK_RESULTS_TABLE` (without report_date) for `results` of checks on `asset`,
+    by check name."""
     at = (checked_at or datetime.now(UTC)).astimezone(UTC)
     names = sorted(results)
     return pa.table(
         {
+            "asset": pa.array([asset] * len(names), pa.string()),
             "check_name": pa.array(names, pa.string()),
             "passed": pa.array([results[n].passed for n in names], pa.bool_()),
             "summary": pa.array([results[n].summary for n in names], pa.string()),

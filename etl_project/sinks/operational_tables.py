@@ -1,7 +1,8 @@
-"""Warehouse tables beyond the report: completeness, run status, venue positions.
+"""Warehouse tables beyond the report: completeness, run status, venue positions, checks.
 
-All are per-date tables replaced with the report in one transaction, so BI always sees one
-consistent run per date.
+The first three are per-date tables replaced with the report in one transaction, so BI always
+sees one consistent run per date. Check results are replaced per (date, asset, check) as each
+check runs, so they also record checks that stopped a publish.
 """
 
 from __future__ import annotations
@@ -91,4 +92,23 @@ POSITIONS_TABLE = dated_table(
     sa.Column("leverage", AMOUNT, nullable=True, comment="Leverage of the position"),
     sa.Column("margin_mode", sa.Text(), nullable=True, comment="CROSS, ISOLATED, …"),
     lineage_column("run_id"),
+)
+
+CHECK_RESULTS_TABLE = dated_table(
+    "settlement_check_results",
+    "Latest outcome of every data-quality check of a report date (one row per asset and check)",
+    sa.Column(
+        "asset",
+        sa.Text(),
+        nullable=False,
+        comment="Dagster asset the check is on, e.g. settlement_balance_report",
+    ),
+    sa.Column("check_name", sa.Text(), nullable=False, comment="Name of the data-quality check"),
+    sa.Column("passed", sa.Boolean(), nullable=False, comment="The check passed"),
+    sa.Column(
+        "summary", sa.Text(), nullable=False, comment="One-line human-readable result of the check"
+    ),
+    lineage_column("run_id"),
+    sa.Column("checked_at", TIMESTAMPTZ, nullable=False, comment="When the check ran (UTC)"),
+    primary_key=("asset", "check_name"),
 )

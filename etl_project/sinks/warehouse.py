@@ -207,26 +207,44 @@ class Warehouse:
         """The report rows of `report_date` (SQL names, table order, sorted by user_uuid,
         account_uuid, ccy) with exact decimal128(38,20) amounts."""
         table, schema = REPORT_TABLE, arrow_schema(REPORT_TABLE)
-        prep = self.engine.dialect.identifier_preparer
-        sql = (
-            f"SELECT {', '.join(prep.quote(n) for n in schema.names)} "
-            f"FROM {prep.format_table(table)} WHERE report_date = DATE '{report_date.isoformat()}' "
-            f"ORDER BY {', '.join(_REPORT_ORDER)}"
+        query = (
+            sa.select(*(table.c[n] for n in schema.names))
+            .where(table.c.report_date == report_date)
+            .order_by(*(table.c[n] for n in _REPORT_ORDER))
         )
+        return self._read_arrow(query, schema)
+
+    def read_totals(self, report_date: date) -> pa.Table:
+        """Total per (account_uuid, ccy) of `report_date`'s report, summed exactly by the
+        database (NUMERIC), so a day-over-day comparison never moves every row to Python."""
+        table = REPORT_TABLE
+        query = (
+            sa.select(table.c.account_uuid, table.c.ccy, sa.func.sum(table.c.total).label("total"))
+            .where(table.c.report_date == report_date)
+            .group_by(table.c.account_uuid, table.c.ccy)
+            .order_by(table.c.account_uuid, table.c.ccy)
+        )
+        amount = arrow_schema(REPORT_TABLE).field("total").type
+        schema = pa.schema([("account_uuid", pa.string()), ("ccy", pa.string()), ("total", amount)])
+        return self._read_arrow(query, schema)
+
+    def _read_arrow(self, query: sa.Select[Any], schema: pa.Schema) -> pa.Table:
+        """Run `query` into an Arrow table of `schema`: DuckDB's Arrow export, PostgreSQL's
+        COPY out read by pyarrow (no Python row objects), else plain rows."""
         with self._transaction() as conn:
             raw: Any = conn.connection.driver_connection
-            if self._load is _load_duckdb:
-                result: pa.Table = raw.sql(sql).to_arrow_table()
-                return result.cast(schema)
-            if self._load is _load_postgres_copy:  # COPY out + pyarrow: no Python row objects
+            if self._load in (_load_duckdb, _load_postgres_copy):
+                literal = {"literal_binds": True}
+                sql = str(query.compile(dialect=self.engine.dialect, compile_kwargs=literal))
+                if self._load is _load_duckdb:
+                    result: pa.Table = raw.sql(sql).to_arrow_table()
+                    return result.cast(schema)
                 conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
                 conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
                 copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT csv, ENCODING 'UTF8')"
                 with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
                     return read_pg_csv(b"".join(copy), schema)
-            query = sa.select(*(table.c[n] for n in schema.names))
-            query = query.where(table.c.report_date == report_date)
-            rows = conn.execute(query.order_by(*(table.c[n] for n in _REPORT_ORDER))).all()
+            rows = conn.execute(query).all()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
         arrays = [pa.array(col, f.type) for col, f in zip(columns, schema, strict=True)]
         return pa.table(arrays, schema=schema)

@@ -11,7 +11,6 @@ import pytest
 
 from etl_project.checks import CheckOutcome
 from etl_project.quality import (
-    CHECK_RESULTS_TABLE,
     check_results_rows,
     completeness,
     freshness,
@@ -19,6 +18,7 @@ from etl_project.quality import (
     row_count,
 )
 from etl_project.report.columns import AMOUNT_TYPE
+from etl_project.sinks.operational_tables import CHECK_RESULTS_TABLE
 from etl_project.sinks.warehouse import Warehouse
 
 BIG = Decimal("999999999999999999.99999999999999999999")  # the largest NUMERIC(38,20)
@@ -230,20 +230,33 @@ def test_check_results_round_trip_duckdb(tmp_path: Path) -> None:
         "row_count": row_count(150, 100, 50),
         "completeness": completeness({"completeness": "partial", "gaps": []}),
     }
-    rows = check_results_rows(results, "run-1", checked_at=at)
-    assert rows.column_names == ["check_name", "passed", "summary", "run_id", "checked_at"]
+    rows = check_results_rows(results, "run-1", asset="settlement_balance_report", checked_at=at)
+    assert rows.column_names == [
+        "asset",
+        "check_name",
+        "passed",
+        "summary",
+        "run_id",
+        "checked_at",
+    ]
     warehouse = Warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}")
     try:
         warehouse.ensure_schema()
         d = date(2024, 3, 31)
         assert warehouse.replace(CHECK_RESULTS_TABLE, rows, d) == 2
         # A rerun replaces the date's results instead of duplicating them.
-        rerun = check_results_rows({"row_count": row_count(1, 100, 50)}, "run-2", checked_at=at)
+        rerun = check_results_rows(
+            {"row_count": row_count(1, 100, 50)},
+            "run-2",
+            asset="settlement_balance_report",
+            checked_at=at,
+        )
         assert warehouse.replace(CHECK_RESULTS_TABLE, rerun, d) == 1
         assert warehouse.replace(CHECK_RESULTS_TABLE, rows, date(2024, 3, 30)) == 2
         assert warehouse.read_table("settlement_check_results", d) == [
             {
                 "report_date": d,
+                "asset": "settlement_balance_report",
                 "check_name": "row_count",
                 "passed": False,
                 "summary": "1 rows vs 100 in the previous report (-99.00%, exceeds 50%)",

@@ -1,4 +1,5 @@
-"""The code location: assets built from the config's source list, resources, checks, schedule.
+"""The code location: assets built from the config's source list, resources, checks, the two
+schedules (report, freshness) and the run-failure alert sensor.
 
 The config path comes from `ETL_CONFIG` (default: the demo config). Only names and kinds are
 read here; secrets are resolved by the resources when a run starts.
@@ -11,15 +12,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.checks import report_checks
+from assets.alerting import AlertResource, run_failure_alert
+from assets.checks import FRESHNESS_CHECK, report_checks
 from assets.partitions import daily_partitions
 from assets.report import report_assets
 from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
-from assets.schedules import daily_schedule
+from assets.schedules import daily_schedule, freshness_schedule
 from assets.sources import balances_key, source_assets
 from etl_project.config import read_layout
 
 JOB_NAME = "daily_settlement_report"
+FRESHNESS_JOB_NAME = "settlement_report_freshness"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
 
 
@@ -31,21 +34,32 @@ def build_definitions(config_path: str | os.PathLike[str]) -> dg.Definitions:
     for source in layout.sources:
         all_assets.extend(source_assets(source, partitions, layout.report))
     all_assets.extend(report_assets([balances_key(s.name) for s in layout.sources], partitions))
+    freshness = dg.AssetSelection.checks(FRESHNESS_CHECK)
     job = dg.define_asset_job(
         JOB_NAME,
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - freshness,
         partitions_def=partitions,
         description="Snapshot every source, build, audit and publish.",
+    )
+    freshness_job = dg.define_asset_job(
+        FRESHNESS_JOB_NAME,
+        selection=freshness,
+        description="Is yesterday's report published? (runs at report.freshness_utc)",
     )
     return dg.Definitions(
         assets=all_assets,
         asset_checks=report_checks(partitions),
-        jobs=[job],
-        schedules=[daily_schedule(job, layout.report.schedule_utc)],
+        jobs=[job, freshness_job],
+        schedules=[
+            daily_schedule(job, layout.report.schedule_utc),
+            freshness_schedule(freshness_job, layout.report.freshness_utc),
+        ],
+        sensors=[run_failure_alert],
         resources={
             "etl_config": EtlConfigResource(config_path=str(config_path)),
             "object_store": ObjectStoreResource(location=layout.storage),
             "warehouse": WarehouseResource(url=layout.warehouse),
+            "alert": AlertResource(),
         },
     )
 

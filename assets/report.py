@@ -11,6 +11,8 @@ from etl_project import pipeline
 from etl_project.report.summary import markdown_table, totals_by
 
 REPORT_KEY = dg.AssetKey("settlement_balance_report")
+FILES_KEY = dg.AssetKey("settlement_balance_files")
+WAREHOUSE_KEY = dg.AssetKey("settlement_balance_warehouse")
 
 
 def report_assets(
@@ -57,7 +59,7 @@ def report_assets(
         )
 
     @dg.asset(
-        key=dg.AssetKey("settlement_balance_files"),
+        key=FILES_KEY,
         deps=[REPORT_KEY],
         partitions_def=partitions_def,
         group_name="report",
@@ -67,13 +69,19 @@ def report_assets(
     def settlement_balance_files(
         context: dg.AssetExecutionContext, object_store: ObjectStoreResource
     ) -> dg.MaterializeResult:
-        uris = pipeline.publish_files(object_store.open(), partition_date(context))
+        store = object_store.open()
+        uris = pipeline.publish_files(store, partition_date(context))
+        _, details = pipeline.staged_report(store, partition_date(context))
         return dg.MaterializeResult(
-            metadata={fmt: dg.MetadataValue.path(uri) for fmt, uri in uris.items()}
+            metadata={
+                "rows": details["rows"],
+                "completeness": details["completeness"],
+                **{fmt: dg.MetadataValue.path(uri) for fmt, uri in uris.items()},
+            }
         )
 
     @dg.asset(
-        key=dg.AssetKey("settlement_balance_warehouse"),
+        key=WAREHOUSE_KEY,
         deps=[REPORT_KEY],
         partitions_def=partitions_def,
         group_name="report",
@@ -85,11 +93,20 @@ def report_assets(
         object_store: ObjectStoreResource,
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
+        store = object_store.open()
         wh = warehouse.open()
         try:
-            rows = pipeline.publish_warehouse(wh, object_store.open(), partition_date(context))
+            rows = pipeline.publish_warehouse(wh, store, partition_date(context))
         finally:
             wh.dispose()
-        return dg.MaterializeResult(metadata={"rows": rows, "table": "settlement_balance_report"})
+        _, details = pipeline.staged_report(store, partition_date(context))
+        return dg.MaterializeResult(
+            metadata={
+                "rows": rows,
+                "completeness": details["completeness"],
+                "rejected_rows": len(details["rejected"]),
+                "table": "settlement_balance_report",
+            }
+        )
 
     return [settlement_balance_report, settlement_balance_files, settlement_balance_warehouse]

@@ -1,18 +1,25 @@
-"""The daily schedule: yesterday's report at a configurable UTC time."""
+"""Schedules: yesterday's report at `report.schedule_utc`, its freshness check at
+`report.freshness_utc` (both UTC)."""
 
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
+FRESHNESS_SCHEDULE_NAME = "settlement_report_freshness_schedule"
+
+
+def _cron(hh_mm: str) -> str:
+    hour, minute = (int(p) for p in hh_mm.split(":"))
+    return f"{minute} {hour} * * *"
+
 
 def daily_schedule(job: Any, schedule_utc: str) -> dg.ScheduleDefinition:
     """`job` is the (unresolved) asset job of the definitions."""
-    hour, minute = (int(p) for p in schedule_utc.split(":"))
 
     @dg.schedule(
         job=job,
-        cron_schedule=f"{minute} {hour} * * *",
+        cron_schedule=_cron(schedule_utc),
         execution_timezone="UTC",
         name="daily_settlement_report_schedule",
         description=f"Builds yesterday's report every day at {schedule_utc} UTC.",
@@ -25,3 +32,15 @@ def daily_schedule(job: Any, schedule_utc: str) -> dg.ScheduleDefinition:
         )
 
     return _schedule
+
+
+def freshness_schedule(job: Any, freshness_utc: str) -> dg.ScheduleDefinition:
+    """Runs the freshness check at its deadline; a missing report then fails it and alerts."""
+    return dg.ScheduleDefinition(
+        name=FRESHNESS_SCHEDULE_NAME,
+        job=job,
+        cron_schedule=_cron(freshness_utc),
+        execution_timezone="UTC",
+        description=f"Checks every day at {freshness_utc} UTC that yesterday's report is "
+        "published.",
+    )

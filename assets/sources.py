@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets.checks import conclude_check
 from assets.partitions import partition_date
-from assets.resources import EtlConfigResource, ObjectStoreResource
+from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
 from etl_project import pipeline
+from etl_project.checks import CheckOutcome
 from etl_project.config import ReportSettings, SourceLayout
 
 
@@ -98,11 +100,11 @@ def source_assets(
         context: dg.AssetExecutionContext,
         etl_config: EtlConfigResource,
         object_store: ObjectStoreResource,
+        warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         config = etl_config.load()
-        outcome = pipeline.stage_balances(
-            config.source(name), object_store.open(), partition_date(context)
-        )
+        report_date = partition_date(context)
+        outcome = pipeline.stage_balances(config.source(name), object_store.open(), report_date)
         details = outcome.details
         return dg.MaterializeResult(
             metadata={
@@ -117,12 +119,23 @@ def source_assets(
                     a["status"] == "failed" for a in details.get("accounts", [])
                 ),
             },
+            # No alert of its own: the report's completeness check names every gap at once.
             check_results=[
-                dg.AssetCheckResult(
-                    check_name="source_delivered",
-                    passed=outcome.ok,
+                conclude_check(
+                    context,
+                    asset=balances_key(name),
+                    name="source_delivered",
+                    report_date=report_date,
+                    outcome=CheckOutcome(
+                        outcome.ok,
+                        f"{name}: delivered {details.get('rows', 0)} rows"
+                        if outcome.ok
+                        else outcome.reason or f"{name}: failed",
+                        {"reason": outcome.reason or "ok"},
+                    ),
                     severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={"reason": outcome.reason or "ok"},
+                    warehouse=warehouse,
+                    alert=None,
                 )
             ],
         )

@@ -5,10 +5,14 @@ Services that CI must provide fail loudly when `CI` is set instead of skipping.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -108,3 +112,59 @@ def simulator() -> Iterator[object]:
         yield sim
     finally:
         sim.stop()
+
+
+
+#: The path of Slack's webhook URLs is the secret token: tests assert it never leaks.
+WEBHOOK_TOKEN_PATH = "/services/T000/B000/sEcReTtOkEn123"
+
+
+@dataclass
+class Receiver:
+    """A local Slack-compatible webhook: records every POST, answers with the scripted
+    statuses, then 200."""
+
+    url: str
+    statuses: list[int] = field(default_factory=list)
+    posts: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        """The `text` of every JSON body received, in order."""
+        return [json.loads(body)["text"] for _, _, body in self.posts]
+
+
+@pytest.fixture()
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            body = self.rfile.read(length)
+            state.posts.append((self.path, self.headers["Content-Type"], body))
+            status = state.statuses.pop(0) if state.statuses else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}{WEBHOOK_TOKEN_PATH}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture()
+def webhook(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Receiver:
+    """The receiver, with ETL_ALERT_WEBHOOK_URL (the product's setting) pointing at it."""
+    monkeypatch.setenv("ETL_ALERT_WEBHOOK_URL", receiver.url)
+    return receiver

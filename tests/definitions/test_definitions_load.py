@@ -1,4 +1,5 @@
-"""The code location loads with every job, schedule and check resolved."""
+"""The code location loads with every job, schedule, sensor and check resolved; the schedules
+and the alert sensor evaluate as the daemon evaluates them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.definitions import JOB_NAME, build_definitions
+from assets.alerting import FAILURE_SENSOR_NAME
+from assets.definitions import FRESHNESS_JOB_NAME, JOB_NAME, build_definitions
+from assets.schedules import FRESHNESS_SCHEDULE_NAME
 from etl_project.errors import ConfigError
+from tests.conftest import Receiver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,8 +33,26 @@ def test_workspace_module_loads_demo_config() -> None:
         "settlement_balance_warehouse",
     }
     assert job.partitions_def is not None
-    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert {"report_schema", "source_delivered"} <= checks
+    checks = {
+        (key.asset_key.to_user_string(), key.name)
+        for key in defs.resolve_asset_graph().asset_check_keys
+    }
+    assert checks == {
+        *((f"{s}/balances", "source_delivered") for s in sources),
+        ("settlement_balance_report", "report_schema"),
+        ("settlement_balance_report", "completeness"),
+        ("settlement_balance_warehouse", "movement"),
+        ("settlement_balance_warehouse", "row_count"),
+        ("settlement_balance_warehouse", "freshness"),
+    }
+    # The daily job runs every per-date check; freshness has its own job and schedule.
+    assert {k.name for k in job.asset_layer.asset_graph.asset_check_keys} == checks_without(
+        checks, "freshness"
+    )
+    freshness_job = defs.resolve_job_def(FRESHNESS_JOB_NAME)
+    assert freshness_job.partitions_def is None
+    assert {k.name for k in freshness_job.asset_layer.asset_graph.asset_check_keys} == {"freshness"}
+    assert [s.name for s in defs.get_repository_def().sensor_defs] == [FAILURE_SENSOR_NAME]
 
 
 def test_schedule_requests_yesterday() -> None:
@@ -46,6 +68,63 @@ def test_schedule_requests_yesterday() -> None:
     requests = schedule.evaluate_tick(context).run_requests
     assert requests is not None and len(requests) == 1
     assert requests[0].partition_key == "2026-11-20"
+
+
+def checks_without(checks: set[tuple[str, str]], name: str) -> set[str]:
+    return {check for _, check in checks if check != name}
+
+
+def test_freshness_schedule_runs_the_freshness_job_at_the_deadline() -> None:
+    import assets
+
+    schedule = assets.defs.resolve_schedule_def(FRESHNESS_SCHEDULE_NAME)
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "UTC")
+    assert schedule.job_name == FRESHNESS_JOB_NAME
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 21, 6, 0, tzinfo=UTC),
+        repository_def=assets.defs.get_repository_def(),
+    )
+    requests = schedule.evaluate_tick(context).run_requests
+    assert requests is not None and len(requests) == 1
+    assert requests[0].partition_key is None
+
+
+def test_failure_sensor_posts_a_failed_runs_reason(tmp_path: Path, webhook: Receiver) -> None:
+    """The sensor as the daemon runs it: a tick sets the cursor, a run fails, the next tick
+    posts the failed step's one-line reason to the webhook."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"storage: {tmp_path / 'lake'}\n"
+        f"warehouse: duckdb:///{tmp_path / 'wh.duckdb'}\n"
+        "sources:\n  - name: kraken_main\n    kind: kraken_futures\n"
+        "    base_url: http://127.0.0.1:9/derivatives/api/v3\n"
+        "    api_key: k\n    api_secret: c2VjcmV0\n"
+        "report:\n  venue_retries: 0\n"
+    )
+    defs = build_definitions(path)
+    sensor = defs.resolve_sensor_def(FAILURE_SENSOR_NAME)
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        )
+        run = defs.resolve_job_def(JOB_NAME).execute_in_process(
+            partition_key="2026-02-01", instance=instance, raise_on_error=False
+        )
+        assert not run.success
+        assert webhook.posts == []
+        sensor.evaluate_tick(
+            dg.build_sensor_context(
+                instance=instance,
+                definitions=defs,
+                resources=defs.resources,
+                cursor=first.cursor,
+            )
+        )
+    assert webhook.texts() == [
+        f":rotating_light: Run failed: {JOB_NAME} for 2026-02-01 (run {run.run_id})\n"
+        "• settlement_balance_report: no source produced balances: kraken_main: no stored "
+        "snapshot for 2026-02-01 and its live window closed at 2026-02-02T06:00:00+00:00"
+    ]
 
 
 def test_workspace_yaml_points_at_the_code_location() -> None:

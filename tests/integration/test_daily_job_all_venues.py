@@ -11,11 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from assets.definitions import build_definitions
-from etl_project.cli import DEMO_ENV, demo_sources
 from etl_project.pipeline import status_key
 from etl_project.report.serialise import read_csv_rows
 from etl_project.simulator import SimulatorConfig
@@ -24,22 +22,6 @@ from etl_project.sinks.object_store import open_store
 from tests.integration.helpers import FIXTURES, expected_seed003_rows
 
 TODAY = datetime.now(UTC).date()
-
-
-@pytest.fixture()
-def all_venues_config(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    defaults = SimulatorConfig()
-    for var, attr in DEMO_ENV.items():
-        monkeypatch.setenv(var, getattr(defaults, attr))
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        f"storage: {tmp_path / 'lake'}\n"
-        f"warehouse: duckdb:///{tmp_path / 'wh.duckdb'}\n"
-        + demo_sources(simulator.url)
-        + "report:\n  venue_retries: 0\n  venue_retry_delay_seconds: 0\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 def run(config: Path) -> dg.ExecuteInProcessResult:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,47 +15,9 @@ from etl_project.alerts import (
     webhook_url_from_env,
 )
 from etl_project.errors import EtlError
+from tests.conftest import WEBHOOK_TOKEN_PATH, Receiver
 
-TOKEN_PATH = "/services/T000/B000/sEcReTtOkEn123"
-
-
-@dataclass
-class Receiver:
-    """Records every POST; answers with the scripted statuses, then 200."""
-
-    url: str
-    statuses: list[int] = field(default_factory=list)
-    posts: list[tuple[str, str, bytes]] = field(default_factory=list)
-
-
-@pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            body = self.rfile.read(length)
-            state.posts.append((self.path, self.headers["Content-Type"], body))
-            status = state.statuses.pop(0) if state.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}{TOKEN_PATH}"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+TOKEN_PATH = WEBHOOK_TOKEN_PATH
 
 
 def test_posts_exact_slack_json(receiver: Receiver) -> None:

@@ -1,0 +1,27 @@
+"""Fixtures shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from etl_project.cli import DEMO_ENV, demo_sources
+from etl_project.simulator import SimulatorConfig
+
+
+@pytest.fixture()
+def all_venues_config(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config with every venue kind of the demo on the simulator, local folder + DuckDB."""
+    defaults = SimulatorConfig()
+    for var, attr in DEMO_ENV.items():
+        monkeypatch.setenv(var, getattr(defaults, attr))
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"storage: {tmp_path / 'lake'}\n"
+        f"warehouse: duckdb:///{tmp_path / 'wh.duckdb'}\n"
+        + demo_sources(simulator.url)
+        + "report:\n  venue_retries: 0\n  venue_retry_delay_seconds: 0\n",
+        encoding="utf-8",
+    )
+    return path

@@ -28,6 +28,8 @@ class RunSummary:
     outputs: dict[str, str] = field(default_factory=dict)
     rows: int = 0
     gaps: list[str] = field(default_factory=list)
+    #: Data-quality checks that did not pass: "<check> on <asset>: <summary>".
+    failed_checks: list[str] = field(default_factory=list)
 
 
 def run_report(config_path: str, report_date: date, *, quiet: bool = True) -> RunSummary:
@@ -60,7 +62,14 @@ def run_report(config_path: str, report_date: date, *, quiet: bool = True) -> Ru
             for ev in result.all_events
             if ev.is_step_failure and ev.event_specific_data is not None
         ]
-    return summarise(config, report_date, result.success, step_failures)
+        failed_checks = [
+            f"{ev.check_name} on {ev.asset_key.to_user_string()}: {ev.description or 'failed'}"
+            for ev in result.get_asset_check_evaluations()
+            if not ev.passed
+        ]
+    summary = summarise(config, report_date, result.success, step_failures)
+    summary.failed_checks = failed_checks
+    return summary
 
 
 def summarise(
@@ -99,6 +108,7 @@ def _outputs(store: ObjectStore, config: AppConfig, report_date: date) -> dict[s
     outputs["quarantine"] = store.uri(quarantine_key(report_date))
     outputs["raw"] = store.uri("raw/")
     outputs["warehouse"] = f"{_safe_url(config.warehouse)} (table settlement_balance_report)"
+    outputs["checks"] = f"{_safe_url(config.warehouse)} (table settlement_check_results)"
     return outputs
 
 

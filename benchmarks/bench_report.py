@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -72,6 +72,7 @@ def _decimal_pool(rng: np.random.Generator, size: int = 50_000) -> pa.Array:
 
 
 def run_one(rows: int, postgres: str | None) -> dict[str, float]:
+    from etl_project.quality import movement
     from etl_project.report.build import build_report
     from etl_project.report.serialise import to_csv, to_json, to_parquet
     from etl_project.sinks.warehouse import Warehouse
@@ -102,6 +103,20 @@ def run_one(rows: int, postgres: str | None) -> dict[str, float]:
         wh = Warehouse(f"duckdb:///{tmp}/bench.duckdb")
         wh.ensure_schema()
         timed("duckdb load", lambda: wh.replace_report(report, REPORT_DATE))
+        # The movement check's work: exact totals of two days from the warehouse, compared.
+        previous = REPORT_DATE - timedelta(days=1)
+        column = report.column_names.index("report_date")
+        wh.replace_report(
+            report.set_column(
+                column, "report_date", pa.array([previous] * report.num_rows, pa.date32())
+            ),
+            previous,
+        )
+        outcome = timed(
+            "movement check",
+            lambda: movement(wh.read_totals(REPORT_DATE), wh.read_totals(previous), 50),
+        )
+        assert outcome.passed, outcome.summary
         wh.dispose()
     if postgres:
         import sqlalchemy as sa

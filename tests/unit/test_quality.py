@@ -271,3 +271,15 @@ def test_check_results_round_trip_duckdb(tmp_path: Path) -> None:
         ]
     finally:
         warehouse.dispose()
+
+
+def test_movement_sums_repeated_pairs_exactly() -> None:
+    # Hand-built inputs may repeat a pair; its Totals are summed exactly (no Arrow overflow).
+    previous = totals([("a", "BTC", str(BIG)), ("a", "BTC", str(BIG))])
+    today = totals([("a", "BTC", str(BIG))])
+    outcome = movement(today, previous, 49.0)
+    assert outcome.metadata["pairs_compared"] == 1
+    assert outcome.metadata["top_breaches"].split("\n")[2] == (
+        "| a | BTC | 1999999999999999999.99999999999999999998 | "
+        "999999999999999999.99999999999999999999 | -50.00 |"
+    )

@@ -2,6 +2,8 @@
 in the warehouse's `settlement_check_results` (what BI reads) and, when it fails, posts an
 alert. `report_schema` is blocking: when it fails nothing is published."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -13,6 +15,9 @@ from assets.report import REPORT_KEY, WAREHOUSE_KEY
 from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
 from etl_project import checks, quality_runs
 from etl_project.alerts import AlertError, format_check_failure
+from etl_project.config import ReportSettings
+from etl_project.sinks.object_store import ObjectStore
+from etl_project.sinks.warehouse import Warehouse
 
 FRESHNESS_CHECK = dg.AssetCheckKey(WAREHOUSE_KEY, "freshness")
 
@@ -63,141 +68,141 @@ def conclude_check(
     )
 
 
+@dataclass(frozen=True)
+class CheckInputs:
+    """What a check may read: the staged/published outputs and the report settings."""
+
+    store: ObjectStore
+    warehouse: Warehouse
+    report: ReportSettings
+    day: date | None  # the partition's report date; None for an unpartitioned check
+
+
+#: A check's rule: the report date it judged and its outcome.
+Rule = Callable[[CheckInputs], tuple[date, checks.CheckOutcome]]
+
+
+def _partition(inputs: CheckInputs) -> date:
+    assert inputs.day is not None, "a per-date check runs for a partition"
+    return inputs.day
+
+
+def _schema(i: CheckInputs) -> tuple[date, checks.CheckOutcome]:
+    return _partition(i), checks.report_schema(i.store, _partition(i))
+
+
+def _completeness(i: CheckInputs) -> tuple[date, checks.CheckOutcome]:
+    return _partition(i), quality_runs.completeness(i.store, _partition(i))
+
+
+def _movement(i: CheckInputs) -> tuple[date, checks.CheckOutcome]:
+    day = _partition(i)
+    return day, quality_runs.movement(i.warehouse, day, i.report.movement_threshold_pct)
+
+
+def _row_count(i: CheckInputs) -> tuple[date, checks.CheckOutcome]:
+    day = _partition(i)
+    return day, quality_runs.row_count(i.warehouse, day, i.report.row_count_threshold_pct)
+
+
+def _freshness(i: CheckInputs) -> tuple[date, checks.CheckOutcome]:
+    return quality_runs.freshness(i.warehouse, datetime.now(UTC), i.report.freshness_utc)
+
+
+def _asset_check(
+    asset: dg.AssetKey,
+    name: str,
+    rule: Rule,
+    severity: dg.AssetCheckSeverity,
+    description: str,
+    partitions_def: dg.PartitionsDefinition | None,
+    *,
+    blocking: bool = False,
+) -> dg.AssetChecksDefinition:
+    """One asset check: run `rule`, then record and alert through `conclude_check`."""
+
+    @dg.asset_check(
+        asset=asset,
+        name=name,
+        blocking=blocking,
+        partitions_def=partitions_def,
+        description=description,
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        etl_config: EtlConfigResource,
+        object_store: ObjectStoreResource,
+        warehouse: WarehouseResource,
+        alert: AlertResource,
+    ) -> dg.AssetCheckResult:
+        day = partition_date(context) if partitions_def is not None else None
+        wh = warehouse.open()
+        try:
+            inputs = CheckInputs(object_store.open(), wh, etl_config.load().report, day)
+            judged, outcome = rule(inputs)
+        finally:
+            wh.dispose()
+        return conclude_check(
+            context,
+            asset=asset,
+            name=name,
+            report_date=judged,
+            outcome=outcome,
+            severity=severity,
+            warehouse=warehouse,
+            alert=alert,
+        )
+
+    return _check
+
+
 def report_checks(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The checks of the report assets (all per report date, except freshness)."""
-
-    @dg.asset_check(
-        asset=REPORT_KEY,
-        blocking=True,
-        partitions_def=partitions_def,
-        description="The staged report satisfies every rule of the report contract; blocks "
-        "publishing when it does not.",
-    )
-    def report_schema(
-        context: dg.AssetCheckExecutionContext,
-        object_store: ObjectStoreResource,
-        warehouse: WarehouseResource,
-        alert: AlertResource,
-    ) -> dg.AssetCheckResult:
-        day = partition_date(context)
-        return conclude_check(
-            context,
-            asset=REPORT_KEY,
-            name="report_schema",
-            report_date=day,
-            outcome=checks.report_schema(object_store.open(), day),
-            severity=dg.AssetCheckSeverity.ERROR,
-            warehouse=warehouse,
-            alert=alert,
-        )
-
-    @dg.asset_check(
-        asset=REPORT_KEY,
-        partitions_def=partitions_def,
-        description="Every account each source listed made it into the report; names the gaps.",
-    )
-    def completeness(
-        context: dg.AssetCheckExecutionContext,
-        object_store: ObjectStoreResource,
-        warehouse: WarehouseResource,
-        alert: AlertResource,
-    ) -> dg.AssetCheckResult:
-        day = partition_date(context)
-        return conclude_check(
-            context,
-            asset=REPORT_KEY,
-            name="completeness",
-            report_date=day,
-            outcome=quality_runs.completeness(object_store.open(), day),
-            severity=dg.AssetCheckSeverity.WARN,
-            warehouse=warehouse,
-            alert=alert,
-        )
-
-    @dg.asset_check(
-        asset=WAREHOUSE_KEY,
-        partitions_def=partitions_def,
-        description="No (accountUUID, Ccy) Total moved more than report.movement_threshold_pct "
-        "percent since the previous day's published report.",
-    )
-    def movement(
-        context: dg.AssetCheckExecutionContext,
-        etl_config: EtlConfigResource,
-        warehouse: WarehouseResource,
-        alert: AlertResource,
-    ) -> dg.AssetCheckResult:
-        day, threshold = partition_date(context), etl_config.load().report.movement_threshold_pct
-        wh = warehouse.open()
-        try:
-            outcome = quality_runs.movement(wh, day, threshold)
-        finally:
-            wh.dispose()
-        return conclude_check(
-            context,
-            asset=WAREHOUSE_KEY,
-            name="movement",
-            report_date=day,
-            outcome=outcome,
-            severity=dg.AssetCheckSeverity.WARN,
-            warehouse=warehouse,
-            alert=alert,
-        )
-
-    @dg.asset_check(
-        asset=WAREHOUSE_KEY,
-        partitions_def=partitions_def,
-        description="The row count moved at most report.row_count_threshold_pct percent "
-        "against the previous day's published report.",
-    )
-    def row_count(
-        context: dg.AssetCheckExecutionContext,
-        etl_config: EtlConfigResource,
-        warehouse: WarehouseResource,
-        alert: AlertResource,
-    ) -> dg.AssetCheckResult:
-        day, threshold = partition_date(context), etl_config.load().report.row_count_threshold_pct
-        wh = warehouse.open()
-        try:
-            outcome = quality_runs.row_count(wh, day, threshold)
-        finally:
-            wh.dispose()
-        return conclude_check(
-            context,
-            asset=WAREHOUSE_KEY,
-            name="row_count",
-            report_date=day,
-            outcome=outcome,
-            severity=dg.AssetCheckSeverity.WARN,
-            warehouse=warehouse,
-            alert=alert,
-        )
-
-    @dg.asset_check(
-        asset=WAREHOUSE_KEY,
-        description="Yesterday's report is published by report.freshness_utc (UTC). Runs on "
-        "its own schedule at that time; not per partition, since it judges 'yesterday'.",
-    )
-    def freshness(
-        context: dg.AssetCheckExecutionContext,
-        etl_config: EtlConfigResource,
-        warehouse: WarehouseResource,
-        alert: AlertResource,
-    ) -> dg.AssetCheckResult:
-        deadline = etl_config.load().report.freshness_utc
-        wh = warehouse.open()
-        try:
-            day, outcome = quality_runs.freshness(wh, datetime.now(UTC), deadline)
-        finally:
-            wh.dispose()
-        return conclude_check(
-            context,
-            asset=WAREHOUSE_KEY,
-            name="freshness",
-            report_date=day,
-            outcome=outcome,
-            severity=dg.AssetCheckSeverity.ERROR,
-            warehouse=warehouse,
-            alert=alert,
-        )
-
-    return [report_schema, completeness, movement, row_count, freshness]
+    error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+    return [
+        _asset_check(
+            REPORT_KEY,
+            "report_schema",
+            _schema,
+            error,
+            "The staged report satisfies every rule of the report contract; blocks publishing "
+            "when it does not.",
+            partitions_def,
+            blocking=True,
+        ),
+        _asset_check(
+            REPORT_KEY,
+            "completeness",
+            _completeness,
+            warn,
+            "Every account each source listed made it into the report; names the gaps.",
+            partitions_def,
+        ),
+        _asset_check(
+            WAREHOUSE_KEY,
+            "movement",
+            _movement,
+            warn,
+            "No (accountUUID, Ccy) Total moved more than report.movement_threshold_pct percent "
+            "since the previous day's published report.",
+            partitions_def,
+        ),
+        _asset_check(
+            WAREHOUSE_KEY,
+            "row_count",
+            _row_count,
+            warn,
+            "The row count moved at most report.row_count_threshold_pct percent against the "
+            "previous day's published report.",
+            partitions_def,
+        ),
+        _asset_check(
+            WAREHOUSE_KEY,
+            "freshness",
+            _freshness,
+            error,
+            "Yesterday's report is published by report.freshness_utc (UTC). Runs on its own "
+            "schedule at that time; not per partition, since it judges 'yesterday'.",
+            None,
+        ),
+    ]

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from etl_project.cli import DEMO_ENV, demo_sources
-from etl_project.simulator import SimulatorConfig
+from etl_project.simulator import (
+    DEFAULT_KRAKEN_API_KEY,
+    DEFAULT_KRAKEN_API_SECRET,
+    SimulatorConfig,
+)
+from tests.integration.helpers import write_config
 
 
 @pytest.fixture()
@@ -25,3 +30,16 @@ def all_venues_config(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture()
+def kraken_config(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """One Kraken Futures source on the simulator, local folder + DuckDB."""
+    monkeypatch.setenv("TEST_KRAKEN_KEY", DEFAULT_KRAKEN_API_KEY)
+    monkeypatch.setenv("TEST_KRAKEN_SECRET", DEFAULT_KRAKEN_API_SECRET)
+    return write_config(
+        tmp_path,
+        storage=str(tmp_path / "lake"),
+        warehouse=f"duckdb:///{tmp_path / 'wh.duckdb'}",
+        kraken_url=simulator.kraken_base_url,
+    )

@@ -6,35 +6,20 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from assets.definitions import build_definitions
 from etl_project import pipeline
 from etl_project.config import load_config
 from etl_project.report.serialise import read_csv_rows
 from etl_project.runner import run_report
-from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
 from etl_project.sinks.files import report_keys
 from etl_project.sinks.object_store import open_store
-from tests.integration.helpers import write_config
 
 PAST = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
 
 
-@pytest.fixture()
-def config_path(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TEST_KRAKEN_KEY", DEFAULT_KRAKEN_API_KEY)
-    monkeypatch.setenv("TEST_KRAKEN_SECRET", DEFAULT_KRAKEN_API_SECRET)
-    return write_config(
-        tmp_path,
-        storage=str(tmp_path / "lake"),
-        warehouse=f"duckdb:///{tmp_path / 'wh.duckdb'}",
-        kraken_url=simulator.kraken_base_url,
-    )
-
-
-def test_three_past_dates_replay_stored_snapshots(simulator, config_path: Path) -> None:
-    config = load_config(config_path)
+def test_three_past_dates_replay_stored_snapshots(simulator, kraken_config: Path) -> None:
+    config = load_config(kraken_config)
     store = open_store(config.storage)
     source = config.source("kraken_main")
     # Snapshots taken at the end of each past day (as the daily schedule would have).
@@ -44,7 +29,7 @@ def test_three_past_dates_replay_stored_snapshots(simulator, config_path: Path) 
         assert error is None and outcome.ok
     before = simulator.request_count()
 
-    defs = build_definitions(config_path)
+    defs = build_definitions(kraken_config)
     job = defs.resolve_job_def("daily_settlement_report")
     instance = dg.DagsterInstance.ephemeral()
     for day in PAST:  # one run per partition, as a UI backfill launches them
@@ -65,9 +50,9 @@ def test_three_past_dates_replay_stored_snapshots(simulator, config_path: Path) 
 
 
 def test_past_date_without_snapshot_fails_with_one_line_reason(
-    simulator, config_path: Path
+    simulator, kraken_config: Path
 ) -> None:
-    summary = run_report(str(config_path), date(2026, 2, 1))
+    summary = run_report(str(kraken_config), date(2026, 2, 1))
     assert not summary.success
     assert summary.failures[0] == (
         "kraken_main: no stored snapshot for 2026-02-01 and its live window closed at "

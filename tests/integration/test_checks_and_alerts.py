@@ -16,7 +16,6 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-import pytest
 
 from assets.alerting import FAILURE_SENSOR_NAME, AlertResource, run_failure_alert
 from assets.checks import FRESHNESS_CHECK
@@ -25,12 +24,11 @@ from assets.report import FILES_KEY, WAREHOUSE_KEY
 from etl_project import pipeline, staging
 from etl_project.config import load_config
 from etl_project.report.columns import REPORT_SCHEMA
-from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
 from etl_project.sinks.files import quarantine_key
 from etl_project.sinks.object_store import ObjectStore, open_store
 from etl_project.sinks.warehouse import Warehouse
 from tests.conftest import WEBHOOK_TOKEN_PATH, Receiver
-from tests.integration.helpers import FIXTURES, write_config
+from tests.integration.helpers import FIXTURES
 from tests.integration.test_daily_job_all_venues import TODAY
 
 REPORT = "settlement_balance_report"
@@ -228,18 +226,6 @@ def test_failing_blocking_check_leaves_published_outputs_exactly_as_they_were(
     assert webhook.texts()[0] == (
         f":warning: Check failed: report_schema on settlement_balance_report for {TODAY}\n"
         "2 schema failure(s): unique_account_ccy"
-    )
-
-
-@pytest.fixture()
-def kraken_config(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TEST_KRAKEN_KEY", DEFAULT_KRAKEN_API_KEY)
-    monkeypatch.setenv("TEST_KRAKEN_SECRET", DEFAULT_KRAKEN_API_SECRET)
-    return write_config(
-        tmp_path,
-        storage=str(tmp_path / "lake"),
-        warehouse=f"duckdb:///{tmp_path / 'wh.duckdb'}",
-        kraken_url=simulator.kraken_base_url,
     )
 
 

@@ -33,19 +33,24 @@ def conclude_check(
     warehouse: WarehouseResource,
     alert: AlertResource | None,
 ) -> dg.AssetCheckResult:
-    """Record `outcome` in the warehouse, alert on failure, and return it as Dagster's result.
+    """Record `outcome` in the warehouse, alert on a new failure, and return it as Dagster's
+    result.
 
-    An alert that cannot be delivered is logged and shown in the check's metadata; it never
-    turns a data verdict into an error."""
+    A failure identical to the one already recorded for the date (a re-run, or the freshness
+    check running inside every run of a backfill) is not alerted again. An alert that cannot be
+    delivered is logged and shown in the check's metadata; it never turns a verdict into an
+    error."""
     wh = warehouse.open()
     try:
-        quality_runs.record(
+        previous = quality_runs.record(
             wh, report_date, asset.to_user_string(), name, outcome, context.run.run_id
         )
     finally:
         wh.dispose()
     delivery = "not needed"
-    if not outcome.passed and alert is not None:
+    if not outcome.passed and not quality_runs.is_new_failure(outcome, previous):
+        delivery = "already sent for this failure"
+    elif not outcome.passed and alert is not None:
         text = format_check_failure(
             name, asset.to_user_string(), report_date.isoformat(), outcome.summary
         )

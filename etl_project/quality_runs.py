@@ -19,7 +19,9 @@ from etl_project.sinks.warehouse import Warehouse
 
 
 def published_status(warehouse: Warehouse, report_date: date) -> dict[str, Any] | None:
-    """The `settlement_report_status` row of a published date, else None."""
+    """The `settlement_report_status` row of a published date, else None (also on a new
+    warehouse, whose tables this creates: nothing published yet is an answer, not an error)."""
+    warehouse.ensure_schema()
     rows = warehouse.read_table(REPORT_RUNS_TABLE.name, report_date)
     return rows[0] if rows else None
 
@@ -70,10 +72,24 @@ def record(
     check_name: str,
     outcome: CheckOutcome,
     run_id: str,
-) -> None:
-    """Replace the (date, asset, check) row of `settlement_check_results` by `outcome`."""
+) -> CheckOutcome | None:
+    """Replace the (date, asset, check) row of `settlement_check_results` by `outcome`;
+    returns the verdict it replaced (None when there was none)."""
     warehouse.ensure_schema()
+    scope = {"asset": asset, "check_name": check_name}
+    before = [
+        row
+        for row in warehouse.read_table(CHECK_RESULTS_TABLE.name, report_date)
+        if row["asset"] == asset and row["check_name"] == check_name
+    ]
     rows = quality.check_results_rows({check_name: outcome}, run_id, asset=asset)
-    warehouse.replace(
-        CHECK_RESULTS_TABLE, rows, report_date, scope={"asset": asset, "check_name": check_name}
-    )
+    warehouse.replace(CHECK_RESULTS_TABLE, rows, report_date, scope=scope)
+    return CheckOutcome(before[0]["passed"], before[0]["summary"]) if before else None
+
+
+def is_new_failure(outcome: CheckOutcome, previous: CheckOutcome | None) -> bool:
+    """Alert-worthy: a failure that is not the very failure already recorded for the date, so
+    re-runs and backfills do not repeat an alert that was already sent."""
+    if outcome.passed:
+        return False
+    return previous is None or previous.passed or previous.summary != outcome.summary

@@ -114,7 +114,6 @@ def simulator() -> Iterator[object]:
         sim.stop()
 
 
-
 #: The path of Slack's webhook URLs is the secret token: tests assert it never leaks.
 WEBHOOK_TOKEN_PATH = "/services/T000/B000/sEcReTtOkEn123"
 

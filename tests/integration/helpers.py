@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -35,3 +36,18 @@ def expected_seed003_rows() -> list[dict[str, str]]:
     """Spec §3's rows for seed 003's example, written by hand in the fixture."""
     text = (FIXTURES / "kraken_futures_seed003_expected.csv").read_text(encoding="utf-8")
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def store_past_snapshots(config_path: Path, days: list[date], source: str = "kraken_main") -> None:
+    """Snapshots of `source` taken at the end of each past day, as the daily schedule would
+    have taken them, so those dates can later be rebuilt without a venue call."""
+    from etl_project import pipeline
+    from etl_project.config import load_config
+    from etl_project.sinks.object_store import open_store
+
+    config = load_config(config_path)
+    store = open_store(config.storage)
+    for day in days:
+        taken_at = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        outcome, error = pipeline.fetch_live(config.source(source), store, day, taken_at)
+        assert error is None and outcome.ok, outcome.reason

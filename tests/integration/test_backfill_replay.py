@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
 from assets.definitions import build_definitions
-from etl_project import pipeline
 from etl_project.config import load_config
 from etl_project.report.serialise import read_csv_rows
 from etl_project.runner import run_report
 from etl_project.sinks.files import report_keys
 from etl_project.sinks.object_store import open_store
+from tests.integration.helpers import store_past_snapshots
 
 PAST = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
 
 
 def test_three_past_dates_replay_stored_snapshots(simulator, kraken_config: Path) -> None:
-    config = load_config(kraken_config)
-    store = open_store(config.storage)
-    source = config.source("kraken_main")
-    # Snapshots taken at the end of each past day (as the daily schedule would have).
-    for day in PAST:
-        taken_at = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        outcome, error = pipeline.fetch_live(source, store, day, taken_at)
-        assert error is None and outcome.ok
+    store = open_store(load_config(kraken_config).storage)
+    store_past_snapshots(kraken_config, PAST)
     before = simulator.request_count()
 
     defs = build_definitions(kraken_config)

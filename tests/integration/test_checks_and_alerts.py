@@ -10,7 +10,7 @@ Every check's verdict also lands in the warehouse table `settlement_check_result
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from assets.alerting import FAILURE_SENSOR_NAME, AlertResource, run_failure_alert
 from assets.checks import FRESHNESS_CHECK
-from assets.definitions import JOB_NAME, build_definitions
+from assets.definitions import FRESHNESS_JOB_NAME, JOB_NAME, build_definitions
 from assets.report import FILES_KEY, WAREHOUSE_KEY
 from etl_project import pipeline, staging
 from etl_project.config import load_config
@@ -272,4 +272,52 @@ def test_movement_and_row_count_compare_with_the_previous_day(
     assert check_rows(kraken_config, day2)[("settlement_balance_warehouse", "movement")] == (
         False,
         movement.description,
+    )
+
+    # Re-running the date finds the same failure: recorded again, not alerted again.
+    again = evaluation(materialise(kraken_config, day2, instance=instance), "movement")
+    assert (again.passed, again.description) == (False, movement.description)
+    assert again.metadata["alert"].value == "already sent for this failure"
+    assert len(webhook.posts) == 1
+
+
+def test_freshness_job_judges_yesterday_from_the_warehouse(
+    simulator, kraken_config: Path, webhook: Receiver
+) -> None:
+    """The freshness job (what its schedule launches) checks that yesterday's report is
+    published; its verdict is recorded under yesterday's date."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    defs = build_definitions(kraken_config)
+    instance = dg.DagsterInstance.ephemeral()
+    freshness_job = defs.resolve_job_def(FRESHNESS_JOB_NAME)
+
+    before = evaluation(freshness_job.execute_in_process(instance=instance), "freshness")
+    deadline_passed = datetime.now(UTC).time() > time(6, 0)
+    if deadline_passed:  # the verdict depends on the clock; both wordings are exact
+        assert (before.passed, before.description) == (
+            False,
+            f"report for {yesterday} is not published and the 06:00 UTC deadline passed",
+        )
+        assert webhook.texts() == [
+            f":warning: Check failed: freshness on settlement_balance_warehouse for {yesterday}"
+            f"\n{before.description}"
+        ]
+    else:
+        assert (before.passed, before.description) == (
+            True,
+            f"report for {yesterday} not published yet; deadline 06:00 UTC not reached",
+        )
+
+    config = load_config(kraken_config)
+    taken_at = datetime.combine(yesterday, time(23, 59), tzinfo=UTC)
+    _, error = pipeline.fetch_live(
+        config.source("kraken_main"), open_store(config.storage), yesterday, taken_at
+    )
+    assert error is None
+    assert materialise(kraken_config, yesterday, instance=instance).success
+    after = evaluation(freshness_job.execute_in_process(instance=instance), "freshness")
+    assert (after.passed, after.description) == (True, f"report for {yesterday} is published")
+    assert check_rows(kraken_config, yesterday)[("settlement_balance_warehouse", "freshness")] == (
+        True,
+        f"report for {yesterday} is published",
     )

@@ -148,3 +148,29 @@ def test_record_keeps_the_latest_verdict_per_asset_and_check(wh: Warehouse) -> N
         ("a", "row_count", True, "second", "run-2"),
         ("b", "row_count", True, "other asset", "run-2"),
     ]
+
+
+def test_record_returns_the_verdict_it_replaced(wh: Warehouse) -> None:
+    first = CheckOutcome(False, "2 schema failure(s): unique_account_ccy")
+    assert quality_runs.record(wh, D, "a", "report_schema", first, "run-1") is None
+    assert quality_runs.record(wh, D, "a", "report_schema", first, "run-2") == first
+    assert quality_runs.record(wh, D2, "a", "report_schema", first, "run-2") is None
+
+
+def test_only_a_new_failure_is_alert_worthy() -> None:
+    failed = CheckOutcome(False, "partial: saxo_main/*: down")
+    assert quality_runs.is_new_failure(failed, None)
+    assert quality_runs.is_new_failure(failed, CheckOutcome(True, "complete"))
+    assert quality_runs.is_new_failure(failed, CheckOutcome(False, "partial: kraken/*: down"))
+    assert not quality_runs.is_new_failure(failed, failed)  # a re-run of the same failure
+    assert not quality_runs.is_new_failure(CheckOutcome(True, "complete"), None)
+
+
+def test_checks_on_a_brand_new_warehouse_answer_instead_of_erroring(tmp_path) -> None:
+    wh = Warehouse(f"duckdb:///{tmp_path / 'new.duckdb'}")  # no tables yet
+    try:
+        day, outcome = quality_runs.freshness(wh, datetime(2024, 4, 1, 7, tzinfo=UTC), "06:00")
+        assert (day, outcome.passed) == (D, False)
+        assert not quality_runs.row_count(wh, D, 50).passed
+    finally:
+        wh.dispose()

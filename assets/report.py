@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.partitions import partition_date
 from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
-from etl_project import pipeline
+from etl_project import pipeline, publish
 from etl_project.report.summary import markdown_table, totals_by
 
 REPORT_KEY = dg.AssetKey("settlement_balance_report")
@@ -70,7 +70,7 @@ def report_assets(
         context: dg.AssetExecutionContext, object_store: ObjectStoreResource
     ) -> dg.MaterializeResult:
         store = object_store.open()
-        uris = pipeline.publish_files(store, partition_date(context))
+        uris = publish.publish_files(store, partition_date(context))
         _, details = pipeline.staged_report(store, partition_date(context))
         return dg.MaterializeResult(
             metadata={
@@ -96,7 +96,7 @@ def report_assets(
         store = object_store.open()
         wh = warehouse.open()
         try:
-            rows = pipeline.publish_warehouse(wh, store, partition_date(context))
+            rows = publish.publish_warehouse(wh, store, partition_date(context))
         finally:
             wh.dispose()
         _, details = pipeline.staged_report(store, partition_date(context))

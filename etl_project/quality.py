@@ -175,9 +175,7 @@ def movement(today: pa.Table, previous: pa.Table | None, threshold_pct: float) -
             f"{threshold_pct:g}% since the previous report"
         )
         return CheckOutcome(False, summary, metadata)
-    summary = (
-        f"no (accountUUID, Ccy) pair moved more than {threshold_pct:g}% ({pairs} compared)"
-    )
+    summary = f"no (accountUUID, Ccy) pair moved more than {threshold_pct:g}% ({pairs} compared)"
     return CheckOutcome(True, summary, metadata)
 
 

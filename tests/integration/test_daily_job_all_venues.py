@@ -14,7 +14,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.definitions import build_definitions
-from etl_project.pipeline import status_key
+from etl_project.publish import status_key
 from etl_project.report.serialise import read_csv_rows
 from etl_project.simulator import SimulatorConfig
 from etl_project.sinks.files import report_keys

@@ -4,8 +4,9 @@
 transaction, so a rerun never duplicates and a failed load leaves the previous rows untouched.
 Bulk paths (perf-notes): DuckDB ingests the Arrow table directly (`INSERT … SELECT` from a
 registered view); PostgreSQL via psycopg 3 takes `COPY … FROM STDIN (FORMAT csv)` fed by
-pyarrow's CSV writer; any other database gets `executemany`. Amounts stay exact decimals
-all the way: decimal128(38,20) in Arrow, NUMERIC(38,20) in the database.
+pyarrow's CSV writer; any other database gets `executemany` (see `warehouse_loaders`).
+Amounts stay exact decimals all the way: decimal128(38,20) in Arrow, NUMERIC(38,20) in the
+database.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,12 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from etl_project.report.columns import SQL_NAMES
+from etl_project.sinks.warehouse_loaders import (
+    Loader,
+    load_duckdb,
+    load_executemany,
+    load_postgres_copy,
+)
 from etl_project.sinks.warehouse_tables import (
     METADATA,
     QUARANTINE_TABLE,
@@ -31,7 +37,6 @@ from etl_project.sinks.warehouse_tables import (
     arrow_schema,
     comment_queries,
     conform,
-    csv_chunks,
     read_pg_csv,
     record_json,
 )
@@ -46,8 +51,6 @@ _REPORT_ORDER = ("user_uuid", "account_uuid", "ccy")
 # out by DuckDB's file lock, which `_connect` waits for).
 _DUCKDB_LOCKS: dict[str, threading.RLock] = {}
 _DUCKDB_LOCKS_GUARD = threading.Lock()
-
-Loader = Callable[[sa.Connection, sa.Table, pa.Table], None]
 
 
 def quarantine_rows(rejected: Sequence[Rejected], run_id: str) -> pa.Table:
@@ -101,11 +104,11 @@ class Warehouse:
             with _DUCKDB_LOCKS_GUARD:
                 self._lock = _DUCKDB_LOCKS.setdefault(key, threading.RLock())
         self.engine = sa.create_engine(self.url, **kwargs)
-        self._load: Loader = _load_executemany
+        self._load: Loader = load_executemany
         if bulk and self.dialect == "duckdb":
-            self._load = _load_duckdb
+            self._load = load_duckdb
         elif bulk and self.dialect == "postgresql" and self.url.get_driver_name() == "psycopg":
-            self._load = _load_postgres_copy
+            self._load = load_postgres_copy
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -233,10 +236,10 @@ class Warehouse:
         COPY out read by pyarrow (no Python row objects), else plain rows."""
         with self._transaction() as conn:
             raw: Any = conn.connection.driver_connection
-            if self._load in (_load_duckdb, _load_postgres_copy):
+            if self._load in (load_duckdb, load_postgres_copy):
                 literal = {"literal_binds": True}
                 sql = str(query.compile(dialect=self.engine.dialect, compile_kwargs=literal))
-                if self._load is _load_duckdb:
+                if self._load is load_duckdb:
                     result: pa.Table = raw.sql(sql).to_arrow_table()
                     return result.cast(schema)
                 conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
@@ -292,45 +295,3 @@ def _utc(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC)
     return value
-
-
-def _load_duckdb(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
-    """Register the Arrow table on the raw DuckDB connection and INSERT … SELECT from it."""
-    import duckdb
-
-    prep = conn.dialect.identifier_preparer
-    raw: Any = conn.connection.driver_connection
-    view = f"_arrow_{uuid.uuid4().hex}"
-    cols = ", ".join(prep.quote(n) for n in data.column_names)
-    raw.register(view, data)
-    try:
-        conn.exec_driver_sql(
-            f"INSERT INTO {prep.format_table(table)} ({cols}) SELECT {cols} FROM {view}"
-        )
-    finally:
-        with suppress(duckdb.Error):  # after a failed INSERT the rollback drops the view anyway
-            raw.unregister(view)
-
-
-def _load_postgres_copy(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
-    """Stream `data` as CSV (pyarrow, see `csv_chunks`) into `COPY … FROM STDIN` on the
-    psycopg 3 connection; a queued writer sends a chunk while the next one is formatted."""
-    from psycopg.copy import QueuedLibpqWriter
-
-    prep = conn.dialect.identifier_preparer
-    cols = ", ".join(prep.quote(n) for n in data.column_names)
-    sql = f"COPY {prep.format_table(table)} ({cols}) FROM STDIN (FORMAT csv, ENCODING 'UTF8')"
-    raw: Any = conn.connection.driver_connection
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    try:
-        with raw.cursor() as cur, cur.copy(sql, writer=QueuedLibpqWriter(cur)) as copy:
-            for chunk in csv_chunks(data):
-                copy.write(chunk)
-    except dbapi_error as exc:  # the same exception types as SQLAlchemy's own statements
-        raise sa.exc.DBAPIError.instance(sql, None, exc, dbapi_error, dialect=conn.dialect) from exc
-
-
-def _load_executemany(conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
-    """Portable fallback: batched executemany of Python values (Decimal amounts)."""
-    for batch in data.to_batches(max_chunksize=10_000):
-        conn.execute(table.insert(), batch.to_pylist())

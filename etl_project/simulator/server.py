@@ -19,10 +19,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+from http.server import ThreadingHTTPServer
 
+from etl_project.simulator.config import SimulatorConfig
+from etl_project.simulator.http_handler import handler_class
 from etl_project.simulator.routing import (
     ErrorBody,
     Handler,
@@ -34,12 +34,6 @@ from etl_project.simulator.routing import (
 
 log = logging.getLogger(__name__)
 
-#: Fixed simulator credentials (test data, not secrets of any real account).
-DEFAULT_KRAKEN_API_KEY = "sim-kraken-futures-api-key"
-DEFAULT_KRAKEN_API_SECRET = (
-    "wpLLtJYEpwT1u5wzZIHx9RDl13CoOh1+Yls2EsPRY5G9tDv/8PNM0PQDlZEXAYxCLzQc31udkiwnXR8N57uUYw=="
-)
-
 #: Venue modules; each exposes `install(sim: Simulator) -> None`. A new venue adds one line.
 VENUE_MODULES: tuple[str, ...] = (
     "etl_project.simulator.kraken_futures",
@@ -49,34 +43,6 @@ VENUE_MODULES: tuple[str, ...] = (
 )
 
 ADMIN_PREFIX = "/_sim/"
-
-
-@dataclass(frozen=True)
-class SimulatorConfig:
-    """How the simulator listens and what it serves; same seed -> same data."""
-
-    seed: int = 7
-    host: str = "127.0.0.1"
-    port: int = 0
-    kraken_subaccounts: int = 3
-    kraken_api_key: str = DEFAULT_KRAKEN_API_KEY
-    kraken_api_secret: str = DEFAULT_KRAKEN_API_SECRET
-    # Saxo OpenAPI (etl_project/simulator/saxo.py)
-    saxo_accounts: int = 3
-    saxo_page_size: int = 2  # small, so the default data exercises __next paging
-    saxo_rate_limit_per_minute: int = 120
-    saxo_access_token: str = "sim-saxo-access-token"
-    saxo_client_id: str = "sim-saxo-client"
-    saxo_client_secret: str = "sim-saxo-client-secret"
-    saxo_refresh_token: str = "sim-saxo-refresh-token"
-    # Multi-exchange platform (etl_project/simulator/platform.py)
-    platform_accounts: int = 4  # one of them archived
-    platform_failed_accounts: int = 1  # listed in errors[] of the cached-balance endpoint
-    platform_api_token: str = "sim-platform-api-token"
-    # Settlement platform report files (etl_project/simulator/settlement_report.py)
-    settlement_report_accounts: int = 3
-    settlement_report_api_token: str = "sim-settlement-report-token"
-    settlement_report_first_date: str = "2020-01-01"
 
 
 @dataclass
@@ -128,7 +94,7 @@ class Simulator:
     def start(self) -> Simulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        server = ThreadingHTTPServer((self.config.host, self.config.port), _handler_class(self))
+        server = ThreadingHTTPServer((self.config.host, self.config.port), handler_class(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -282,45 +248,6 @@ class Simulator:
                 return json_response(400, {"error": f"bad fault: {exc}"})
             return json_response(200, {"ok": True})
         return json_response(404, {"error": "notFound", "path": path})
-
-
-def _handler_class(sim: Simulator) -> type[BaseHTTPRequestHandler]:
-    class _RequestHandler(BaseHTTPRequestHandler):
-        server_version = "etl-balances-simulator/1"
-        sys_version = ""
-        protocol_version = "HTTP/1.0"  # one request per connection: stop() leaves nothing behind
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length > 0 else b""
-            request = Request(
-                method=self.command,
-                path=parts.path,
-                query=parts.query,
-                headers={k: v for k, v in self.headers.items()},
-                body=body,
-            )
-            try:
-                response = sim.handle(request)
-            except Exception as exc:  # a handler bug must still answer, and show in the log
-                log.exception("simulator handler failed for %s %s", self.command, parts.path)
-                response = json_response(500, {"error": f"simulator error: {type(exc).__name__}"})
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("simulator: " + format, *args)
-
-    return _RequestHandler
 
 
 def serve_forever(config: SimulatorConfig) -> None:

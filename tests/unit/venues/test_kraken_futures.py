@@ -36,11 +36,9 @@ from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SEC
 from etl_project.venues.kraken_futures import (
     KrakenFuturesConnector,
     KrakenFuturesSettings,
-    NonceSource,
-    authent,
     check_response,
-    endpoint_path,
 )
+from etl_project.venues.kraken_futures_auth import NonceSource, authent, endpoint_path
 from tests.report_text import fmt_amount, report_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

@@ -25,19 +25,22 @@ from etl_project.simulator import settlement_report as sim_report
 from etl_project.sinks.object_store import LocalObjectStore
 from etl_project.venues import connector_for
 from etl_project.venues.base import AccountStatus
-from etl_project.venues.settlement_report import (
+from etl_project.venues.settlement_report import SettlementReportConnector
+from etl_project.venues.settlement_report_parse import (
     CHECK_BOOLEAN,
-    CHECK_COLUMNS,
     CHECK_EXACT_DECIMAL,
-    CHECK_FIELD_COUNT,
-    CHECK_JSON_TYPE,
-    READ_METHOD,
-    ReportNotFound,
-    SettlementReportConnector,
+    parse_report,
+)
+from etl_project.venues.settlement_report_read import READ_METHOD, ReportNotFound
+from etl_project.venues.settlement_report_settings import (
     SettlementReportSettings,
     format_of,
-    parse_report,
     resolve_location,
+)
+from etl_project.venues.settlement_report_text import (
+    CHECK_COLUMNS,
+    CHECK_FIELD_COUNT,
+    CHECK_JSON_TYPE,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

@@ -2,7 +2,8 @@
 
 - A venue down: the other sources still snapshot, the report is partial, and the reason is in
   the Dagster UI (metadata and the failed completeness check) and in the webhook message.
-- `on_source_failure: fail`: the run fails and the run-failure sensor posts the reason.
+- `on_source_failure: fail`: nothing is published, the run fails and the run-failure sensor
+  posts the reason.
 - A failing blocking check leaves the published files and warehouse rows exactly as they were.
 - Day-over-day movement and row count compare with the previous published date.
 Every check's verdict also lands in the warehouse table `settlement_check_results`.
@@ -24,7 +25,7 @@ from assets.report import FILES_KEY, WAREHOUSE_KEY
 from etl_project import pipeline, staging
 from etl_project.config import load_config
 from etl_project.report.columns import REPORT_SCHEMA
-from etl_project.sinks.files import quarantine_key
+from etl_project.sinks.files import quarantine_key, report_keys
 from etl_project.sinks.object_store import ObjectStore, open_store
 from etl_project.sinks.warehouse import Warehouse
 from tests.conftest import WEBHOOK_TOKEN_PATH, Receiver
@@ -132,7 +133,7 @@ def test_venue_down_partial_report_names_the_reason_in_ui_and_webhook(
     assert not [e for e in result.all_events if WEBHOOK_TOKEN_PATH in str(e)]
 
 
-def test_fail_mode_run_failure_sensor_posts_the_reason(
+def test_fail_mode_publishes_nothing_and_the_failure_sensor_posts_the_reason(
     simulator, all_venues_config: Path, webhook: Receiver
 ) -> None:
     config = all_venues_config
@@ -144,6 +145,8 @@ def test_fail_mode_run_failure_sensor_posts_the_reason(
         partition_key=TODAY.isoformat(), instance=instance, raise_on_error=False
     )
     assert not result.success
+    store = open_store(load_config(config).storage)
+    assert not store.exists(report_keys(TODAY)["csv"])  # fail mode: nothing published
     # The other sources' snapshots are stored even though the run failed.
     assert instance.get_materialized_partitions(dg.AssetKey(["kraken_demo", "raw_snapshot"])) == {
         TODAY.isoformat()

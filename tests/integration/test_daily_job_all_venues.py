@@ -101,25 +101,6 @@ def test_four_venues_one_down(simulator, all_venues_config: Path, tmp_path: Path
     assert positions[0]["n"] > 0
 
 
-def test_on_source_failure_fail_publishes_nothing(
-    simulator, all_venues_config: Path, tmp_path: Path
-) -> None:
-    config = all_venues_config
-    config.write_text(config.read_text() + "  on_source_failure: fail\n", encoding="utf-8")
-    simulator.set_fault("saxo", status=503, times=1000)
-    defs = build_definitions(config)
-    result = dg.materialize(
-        [*defs.assets, *defs.asset_checks],  # type: ignore[list-item]
-        resources=defs.resources,
-        partition_key=TODAY.isoformat(),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-    assert not result.success
-    store = open_store(str(tmp_path / "lake"))
-    assert not store.exists(report_keys(TODAY)["csv"])
-
-
 def _accounts_by_source(tmp_path: Path) -> dict[str, set[str]]:
     rows = warehouse_rows(tmp_path, "select source, account_uuid from settlement_balance_report")
     out: dict[str, set[str]] = {}

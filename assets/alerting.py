@@ -55,6 +55,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alert: AlertResource)
         reasons = [context.failure_event.message or "run failed"]
     partition = run.tags.get("dagster/partition")
     text = alerts.format_run_failure(run.run_id, run.job_name, partition, reasons)
-    # An unreachable webhook fails the tick (visible in the UI) and the sensor retries it.
+    # An unreachable webhook (after post_alert's one retry) raises: Dagster shows the error on
+    # the sensor's tick and in the failed run's log. The cursor moves on regardless.
     if not alert.send(text, {"Job": run.job_name, "Report date": partition or "-"}):
         context.log.warning("run failed; no alert sent: $%s is not set", alert.webhook_env)

@@ -55,7 +55,8 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alert: AlertResource)
         reasons = [context.failure_event.message or "run failed"]
     partition = run.tags.get("dagster/partition")
     text = alerts.format_run_failure(run.run_id, run.job_name, partition, reasons)
-    # An unreachable webhook (after post_alert's one retry) raises: Dagster shows the error on
-    # the sensor's tick and in the failed run's log. The cursor moves on regardless.
+    # An unreachable webhook (after post_alert's one retry) raises: Dagster marks the sensor's
+    # tick failed with the error and moves the cursor on (no re-send); a delivered alert adds a
+    # 'Sensor acted on run status' event to the failed run's log.
     if not alert.send(text, {"Job": run.job_name, "Report date": partition or "-"}):
         context.log.warning("run failed; no alert sent: $%s is not set", alert.webhook_env)

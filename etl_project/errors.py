@@ -41,3 +41,15 @@ class MalformedResponse(VenueError):
 
 class SnapshotMissing(EtlError):
     """No raw snapshot is stored for a date that can no longer be fetched live."""
+
+
+def error_for_status(status: int) -> type[VenueError]:
+    """The error class of a venue's non-success HTTP status: auth (401/403), rate limit (429),
+    unavailable (5xx), else the generic `VenueError`."""
+    if status in (401, 403):
+        return VenueAuthError
+    if status == 429:
+        return VenueRateLimited
+    if status >= 500:
+        return VenueUnavailable
+    return VenueError

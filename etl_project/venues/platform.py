@@ -30,10 +30,8 @@ from etl_project.config import Secret, SourceConfig, check_url, redact
 from etl_project.errors import (
     ConfigError,
     MalformedResponse,
-    VenueAuthError,
-    VenueError,
-    VenueRateLimited,
     VenueUnavailable,
+    error_for_status,
 )
 from etl_project.http import HttpClient, RawResponse, parse_json
 from etl_project.raw import RawSnapshot
@@ -186,14 +184,7 @@ def check_response(raw: RawResponse, source: str, secrets: list[str] | None = No
     detail = _detail(raw.body)
     message = f"{where} answered HTTP {raw.status}" + (f": {detail}" if detail else "")
     message = redact(message, secrets or [])
-    kind: type[VenueError] = VenueError
-    if raw.status in (401, 403):
-        kind = VenueAuthError
-    elif raw.status == 429:
-        kind = VenueRateLimited
-    elif raw.status >= 500:
-        kind = VenueUnavailable
-    raise kind(source, message, status=raw.status)
+    raise error_for_status(raw.status)(source, message, status=raw.status)
 
 
 def _detail(body: bytes) -> str | None:

@@ -20,10 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 from etl_project.config import SourceConfig
 from etl_project.errors import (
     MalformedResponse,
-    VenueAuthError,
     VenueError,
-    VenueRateLimited,
-    VenueUnavailable,
+    error_for_status,
 )
 from etl_project.http import RawResponse, parse_json
 from etl_project.identity import derived_uuid, normalise_ccy
@@ -108,15 +106,8 @@ def response_error(raw: RawResponse, source: str, note: str = "") -> VenueError:
         doc = None
     code = _text(doc.get("ErrorCode"), 80) if isinstance(doc, dict) else None
     message = f"{where} answered {failure_reason(raw)}" + (f" {note}" if note else "")
-    kind: type[VenueError] = VenueError
-    if raw.status in (401, 403):
-        kind = VenueAuthError
-    elif raw.status == 429:
-        kind = VenueRateLimited
-    elif raw.status >= 500:
-        kind = VenueUnavailable
-    elif raw.status == 200:
-        kind = MalformedResponse
+    # A 200 that still failed is the venue not answering in the documented shape.
+    kind = MalformedResponse if raw.status == 200 else error_for_status(raw.status)
     return kind(source, message, code=code, status=raw.status)
 
 

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
+import sqlalchemy as sa
 
 from etl_project.report.columns import COLUMNS, REPORT_SCHEMA, SQL_NAMES
 from etl_project.sinks.warehouse import Warehouse
@@ -80,3 +82,25 @@ def assert_report(wh: Warehouse, report_date: date, report: pa.Table) -> None:
     assert back == sent
     if report.num_rows:
         assert sent == set(TRICKY)
+
+
+def assert_failed_load_rolls_back(wh: Warehouse, breakage: str) -> None:
+    """A load that breaks a constraint half-way leaves the date's previous rows exactly as they
+    were, and the warehouse usable afterwards."""
+    before = sample_report(D, run="run-a")
+    wh.replace_report(before, D)
+    bad = sample_report(D, n=3, run="run-b")
+    if breakage == "duplicate key":
+        bad = pa.concat_tables([bad, bad.slice(2, 1)])
+    elif breakage == "null in not-null column":
+        bad = bad.set_column(
+            bad.schema.get_field_index("Account Group"),
+            pa.field("Account Group", pa.string()),
+            pa.array(["g", "g", None]),
+        )
+    else:
+        raise ValueError(f"unknown breakage {breakage!r}")
+    with pytest.raises(sa.exc.IntegrityError):
+        wh.replace_report(bad, D)
+    assert_report(wh, D, before)
+    assert wh.replace_report(sample_report(D, run="run-c"), D) == 4  # usable afterwards

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -20,7 +19,15 @@ from etl_project.sinks.warehouse_tables import (
     arrow_schema,
 )
 from etl_project.venues.base import Rejected
-from tests.warehouse_sample import D2, TRICKY, D, assert_report, expected, sample_report
+from tests.warehouse_sample import (
+    D2,
+    TRICKY,
+    D,
+    assert_failed_load_rolls_back,
+    assert_report,
+    expected,
+    sample_report,
+)
 
 BACKENDS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -92,21 +99,7 @@ def test_replace_again_keeps_only_new_rows_and_other_dates(wh: Warehouse) -> Non
 
 @pytest.mark.parametrize("breakage", ["duplicate key", "null in not-null column"])
 def test_failed_load_rolls_back_and_keeps_previous_rows(wh: Warehouse, breakage: str) -> None:
-    before = sample_report(D, run="run-a")
-    wh.replace_report(before, D)
-    bad = sample_report(D, n=3, run="run-b")
-    if breakage == "duplicate key":
-        bad = pa.concat_tables([bad, bad.slice(2, 1)])
-    else:
-        bad = bad.set_column(
-            bad.schema.get_field_index("Account Group"),
-            pa.field("Account Group", pa.string()),
-            pa.array(["g", "g", None]),
-        )
-    with pytest.raises(sa.exc.IntegrityError):
-        wh.replace_report(bad, D)
-    assert_report(wh, D, before)
-    assert wh.replace_report(sample_report(D, run="run-c"), D) == 4  # usable afterwards
+    assert_failed_load_rolls_back(wh, breakage)
 
 
 def test_quarantine_replace(wh: Warehouse) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from etl_project.report.columns import AMOUNT_COLUMNS, REPORT_SCHEMA
 from etl_project.report.serialise import read_csv_rows, read_parquet, to_csv, to_json, to_parquet
 from etl_project.sinks.files import (
     publish_report_files,
@@ -21,38 +19,25 @@ from etl_project.sinks.files import (
 )
 from etl_project.sinks.object_store import LocalObjectStore
 from etl_project.venues.base import Rejected
+from tests.report_rows import report as report_table
+from tests.report_rows import row
 
 D = date(2024, 3, 31)
 
 
 def report(*totals: str) -> pa.Table:
-    rows = []
-    for n, total in enumerate(totals):
-        rows.append(
-            {
-                "userUUID": str(uuid.UUID(int=n)),
-                "accountUUID": str(uuid.UUID(int=100 + n)),
-                "Account Group UUID": str(uuid.UUID(int=999)),
-                "Account Group": "Default",
-                "User": f"user{n}",
-                "Email": None,
-                "mainType": "Client",
-                "subMainType": "Holding account",
-                "Ccy": "BTC",
-                "Account in Ledger": True,
-                "System Account": False,
-                **{name: Decimal(0) for name in AMOUNT_COLUMNS},
-                "Total": Decimal(total),
-                "source": "kraken",
-                "venue": "kraken_futures",
-                "venue_account_id": f"acct-{n}",
-                "wallet": "holding",
-                "report_date": D,
-                "snapshot_at": datetime(2024, 3, 31, 23, 59, tzinfo=UTC),
-                "run_id": "run-1",
-            }
+    """A report of date D with one row per Total."""
+    return report_table(
+        *(
+            row(
+                n,
+                Total=Decimal(total),
+                report_date=D,
+                snapshot_at=datetime(2024, 3, 31, 23, 59, tzinfo=UTC),
+            )
+            for n, total in enumerate(totals)
         )
-    return pa.Table.from_pylist(rows, schema=REPORT_SCHEMA)
+    )
 
 
 def test_report_keys_follow_the_spec_layout() -> None:

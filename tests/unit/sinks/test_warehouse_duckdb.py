@@ -23,7 +23,15 @@ from etl_project.sinks.warehouse_tables import (
     REPORT_TABLE,
 )
 from etl_project.venues.base import Rejected
-from tests.warehouse_sample import D2, TRICKY, D, assert_report, expected, sample_report
+from tests.warehouse_sample import (
+    D2,
+    TRICKY,
+    D,
+    assert_failed_load_rolls_back,
+    assert_report,
+    expected,
+    sample_report,
+)
 
 
 @pytest.fixture()
@@ -88,20 +96,7 @@ def test_replace_again_keeps_only_new_rows_and_other_dates(wh: Warehouse, db_pat
 
 @pytest.mark.parametrize("breakage", ["duplicate key", "null in not-null column"])
 def test_failed_load_rolls_back_and_keeps_previous_rows(wh: Warehouse, breakage: str) -> None:
-    before = sample_report(D, run="run-a")
-    wh.replace_report(before, D)
-    bad = sample_report(D, n=3, run="run-b")
-    if breakage == "duplicate key":
-        bad = pa.concat_tables([bad, bad.slice(0, 1)])
-    else:
-        bad = bad.set_column(
-            bad.schema.get_field_index("Ccy"),
-            pa.field("Ccy", pa.string()),
-            pa.array(["BTC", None, "EUR"]),
-        )
-    with pytest.raises(sa.exc.IntegrityError):
-        wh.replace_report(bad, D)
-    assert_report(wh, D, before)
+    assert_failed_load_rolls_back(wh, breakage)
 
 
 def test_rows_that_do_not_fit_are_refused_before_touching_the_table(wh: Warehouse) -> None:

@@ -30,7 +30,7 @@ def conclude_check(
     report_date: date,
     outcome: checks.CheckOutcome,
     severity: dg.AssetCheckSeverity,
-    warehouse: WarehouseResource,
+    warehouse: Warehouse,
     alert: AlertResource | None,
 ) -> dg.AssetCheckResult:
     """Record `outcome` in the warehouse, alert on a new failure, and return it as Dagster's
@@ -40,13 +40,9 @@ def conclude_check(
     check running inside every run of a backfill) is not alerted again. An alert that cannot be
     delivered is logged and shown in the check's metadata; it never turns a verdict into an
     error."""
-    wh = warehouse.open()
-    try:
-        previous = quality_runs.record(
-            wh, report_date, asset.to_user_string(), name, outcome, context.run.run_id
-        )
-    finally:
-        wh.dispose()
+    previous = quality_runs.record(
+        warehouse, report_date, asset.to_user_string(), name, outcome, context.run.run_id
+    )
     delivery = "not needed"
     if not outcome.passed and not quality_runs.is_new_failure(outcome, previous):
         delivery = "already sent for this failure"
@@ -141,22 +137,19 @@ def _asset_check(
         alert: AlertResource,
     ) -> dg.AssetCheckResult:
         day = partition_date(context) if partitions_def is not None else None
-        wh = warehouse.open()
-        try:
+        with warehouse.session() as wh:
             inputs = CheckInputs(object_store.open(), wh, etl_config.load().report, day)
             judged, outcome = rule(inputs)
-        finally:
-            wh.dispose()
-        return conclude_check(
-            context,
-            asset=asset,
-            name=name,
-            report_date=judged,
-            outcome=outcome,
-            severity=severity,
-            warehouse=warehouse,
-            alert=alert,
-        )
+            return conclude_check(
+                context,
+                asset=asset,
+                name=name,
+                report_date=judged,
+                outcome=outcome,
+                severity=severity,
+                warehouse=wh,
+                alert=alert,
+            )
 
     return _check
 

@@ -7,6 +7,8 @@ secret is ever part of the resource config Dagster stores and shows.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -40,3 +42,13 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[misc]
 
     def open(self) -> Warehouse:
         return Warehouse(substitute_env(self.url, os.environ, "warehouse"))
+
+    @contextmanager
+    def session(self) -> Iterator[Warehouse]:
+        """An open warehouse whose tables exist (created on first use), disposed afterwards."""
+        warehouse = self.open()
+        try:
+            warehouse.ensure_schema()
+            yield warehouse
+        finally:
+            warehouse.dispose()

@@ -106,6 +106,25 @@ def source_assets(
         report_date = partition_date(context)
         outcome = pipeline.stage_balances(config.source(name), object_store.open(), report_date)
         details = outcome.details
+        delivered = CheckOutcome(
+            outcome.ok,
+            f"{name}: delivered {details.get('rows', 0)} rows"
+            if outcome.ok
+            else outcome.reason or f"{name}: failed",
+            {"reason": outcome.reason or "ok"},
+        )
+        with warehouse.session() as wh:
+            # No alert of its own: the report's completeness check names every gap at once.
+            check = conclude_check(
+                context,
+                asset=balances_key(name),
+                name="source_delivered",
+                report_date=report_date,
+                outcome=delivered,
+                severity=dg.AssetCheckSeverity.ERROR,
+                warehouse=wh,
+                alert=None,
+            )
         return dg.MaterializeResult(
             metadata={
                 "status": outcome.status,
@@ -119,25 +138,7 @@ def source_assets(
                     a["status"] == "failed" for a in details.get("accounts", [])
                 ),
             },
-            # No alert of its own: the report's completeness check names every gap at once.
-            check_results=[
-                conclude_check(
-                    context,
-                    asset=balances_key(name),
-                    name="source_delivered",
-                    report_date=report_date,
-                    outcome=CheckOutcome(
-                        outcome.ok,
-                        f"{name}: delivered {details.get('rows', 0)} rows"
-                        if outcome.ok
-                        else outcome.reason or f"{name}: failed",
-                        {"reason": outcome.reason or "ok"},
-                    ),
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    warehouse=warehouse,
-                    alert=None,
-                )
-            ],
+            check_results=[check],
         )
 
     return [raw_snapshot, balances]

@@ -2,7 +2,8 @@
 
 `quality` holds the pure rules; this module fetches their inputs (the staged manifest, the
 warehouse's totals and status rows) and records each outcome in `settlement_check_results`,
-so BI sees the same verdicts as the Dagster UI. Nothing here knows about Dagster.
+so BI sees the same verdicts as the Dagster UI. Nothing here knows about Dagster. Callers
+pass a warehouse whose tables exist (`Warehouse.ensure_schema`, once per check).
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from etl_project.sinks.warehouse import Warehouse
 
 
 def published_status(warehouse: Warehouse, report_date: date) -> dict[str, Any] | None:
-    """The `settlement_report_status` row of a published date, else None (also on a new
-    warehouse, whose tables this creates: nothing published yet is an answer, not an error)."""
-    warehouse.ensure_schema()
+    """The `settlement_report_status` row of a published date, else None."""
     rows = warehouse.read_table(REPORT_RUNS_TABLE.name, report_date)
     return rows[0] if rows else None
 
@@ -75,7 +74,6 @@ def record(
 ) -> CheckOutcome | None:
     """Replace the (date, asset, check) row of `settlement_check_results` by `outcome`;
     returns the verdict it replaced (None when there was none)."""
-    warehouse.ensure_schema()
     scope = {"asset": asset, "check_name": check_name}
     before = [
         row

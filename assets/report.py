@@ -71,7 +71,7 @@ def report_assets(
     ) -> dg.MaterializeResult:
         store = object_store.open()
         uris = publish.publish_files(store, partition_date(context))
-        _, details = pipeline.staged_report(store, partition_date(context))
+        details = pipeline.staged_details(store, partition_date(context))
         return dg.MaterializeResult(
             metadata={
                 "rows": details["rows"],
@@ -99,7 +99,7 @@ def report_assets(
             rows = publish.publish_warehouse(wh, store, partition_date(context))
         finally:
             wh.dispose()
-        _, details = pipeline.staged_report(store, partition_date(context))
+        details = pipeline.staged_details(store, partition_date(context))
         return dg.MaterializeResult(
             metadata={
                 "rows": rows,

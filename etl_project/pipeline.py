@@ -288,14 +288,22 @@ def stage_report(
     return outcome
 
 
-def staged_report(store: ObjectStore, report_date: date) -> tuple[pa.Table, dict[str, Any]]:
-    """The staged report of D and its manifest details; raises when D was not staged."""
-    manifest_key, table_key = staging.report_keys(report_date)
-    doc = staging.get_json(store, manifest_key)
+def staged_details(store: ObjectStore, report_date: date) -> dict[str, Any]:
+    """The manifest details of D's staged report (rows, completeness, gaps, rejected, …)
+    without reading the report itself; raises when D was not staged."""
+    doc = staging.get_json(store, staging.report_keys(report_date)[0])
     if doc is None or doc["status"] != "ok":
         reason = doc["reason"] if doc else "report not staged"
         raise SnapshotMissing(f"report {report_date.isoformat()}: {reason}")
-    return staging.get_table(store, table_key, REPORT_SCHEMA), doc["details"]
+    details: dict[str, Any] = doc["details"]
+    return details
+
+
+def staged_report(store: ObjectStore, report_date: date) -> tuple[pa.Table, dict[str, Any]]:
+    """The staged report of D and its manifest details; raises when D was not staged."""
+    details = staged_details(store, report_date)
+    table_key = staging.report_keys(report_date)[1]
+    return staging.get_table(store, table_key, REPORT_SCHEMA), details
 
 
 def _completeness_row(

@@ -28,7 +28,7 @@ def published_status(warehouse: Warehouse, report_date: date) -> dict[str, Any] 
 def completeness(store: ObjectStore, report_date: date) -> CheckOutcome:
     """Every expected account of every source made it into the staged report."""
     try:
-        _, details = pipeline.staged_report(store, report_date)
+        details = pipeline.staged_details(store, report_date)
     except EtlError as exc:
         return CheckOutcome(False, str(exc))
     return quality.completeness(details)

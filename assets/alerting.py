@@ -16,9 +16,6 @@ class AlertResource(dg.ConfigurableResource):  # type: ignore[misc]
 
     webhook_env: str = alerts.DEFAULT_WEBHOOK_ENV
 
-    def configured(self) -> bool:
-        return alerts.webhook_url_from_env(self.webhook_env) is not None
-
     def send(self, text: str, fields: dict[str, str] | None = None) -> bool:
         """Post `text`; False when no webhook is configured. Raises `AlertError` when the
         webhook cannot be reached (after one retry)."""

@@ -1,7 +1,8 @@
 """Data-quality checks of a published report, as pure functions returning `CheckOutcome`.
 
-Dagster asset checks wrap them; nothing here does I/O. Amounts are compared with exact
-`Decimal` arithmetic (never floats). `check_results_rows` shapes outcomes as rows of
+Dagster asset checks wrap them; nothing here does I/O. Every verdict on an amount is decided
+with exact `Decimal` arithmetic; the movement check only uses a float64 pass to narrow down
+which pairs could breach (see `_candidates`). `check_results_rows` shapes outcomes as rows of
 `CHECK_RESULTS_TABLE`, which keeps every check's latest outcome per report date.
 """
 

@@ -83,6 +83,11 @@ class ReportSettings:
     row_count_threshold_pct: float = 50.0
     freshness_utc: str = "06:00"
     on_source_failure: str = "partial"  # partial | fail
+    #: One time budget per source for every attempt and retry of its venue calls (seconds):
+    #: a hung venue ends within it, however the HTTP and Dagster retries add up.
+    source_timeout_seconds: float = 120.0
+    #: An account seen on a published date within this many days before D is expected on D.
+    account_lookback_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,10 @@ def _report_settings(raw: Any, where: str) -> ReportSettings:
     for name in ("schedule_utc", "freshness_utc"):
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", getattr(report, name)):
             raise ConfigError(f"{where}: report.{name} must be HH:MM (UTC)")
+    if not report.source_timeout_seconds > 0:
+        raise ConfigError(f"{where}: report.source_timeout_seconds must be a positive number")
+    if not (isinstance(report.account_lookback_days, int) and report.account_lookback_days >= 0):
+        raise ConfigError(f"{where}: report.account_lookback_days must be a whole number >= 0")
     try:
         date.fromisoformat(report.start_date)
     except ValueError:

@@ -68,6 +68,8 @@ class AccountStatus:
     account_id: str
     status: str  # received | failed
     reason: str | None = None
+    #: The venue's display name of the account (e.g. `okx-desk`), where the venue gives one.
+    name: str | None = None
 
 
 @dataclass
@@ -97,6 +99,12 @@ class Connector(ABC):
     @abstractmethod
     def fetch(self) -> None:
         """Call the venue. Responses reach the recorder through `self.http`; errors raise."""
+
+    @classmethod
+    def reads_history(cls, settings: Any) -> bool:
+        """True when a past date can still be fetched from the venue (e.g. a dated report file):
+        the date's live window then never closes. Live balance APIs answer only "now"."""
+        return False
 
     @classmethod
     @abstractmethod

@@ -1,0 +1,231 @@
+"""The account registry: every venue account a published report has listed, and when.
+
+A venue that suddenly lists fewer accounts (Kraken `subaccounts: []`, Saxo `Data: []`, a
+platform list that loses accounts) would otherwise shrink the report silently. With the registry
+the accounts listed on recent published dates are *expected* on D, and each one the venue no
+longer lists becomes a named gap. An account that is really gone is retired by an operator.
+
+The registry is not a per-date table: `record_listed` upserts it inside the publish transaction
+of each date, so it only ever holds what published reports listed. Plain functions over a
+`sa.Connection`; they run on PostgreSQL and DuckDB (both speak `INSERT … ON CONFLICT`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from etl_project.sinks.warehouse_tables import METADATA, lineage_column
+
+REGISTRY_TABLE = sa.Table(
+    "settlement_account_registry",
+    METADATA,
+    lineage_column("source"),
+    lineage_column("venue"),
+    sa.Column("account_id", sa.Text(), nullable=False, comment="Venue account id"),
+    sa.Column(
+        "account_name",
+        sa.Text(),
+        nullable=True,
+        comment="The venue's display name of the account, from its newest listing (if any)",
+    ),
+    sa.Column(
+        "first_seen",
+        sa.Date(),
+        nullable=False,
+        comment="Earliest published report date on which the venue listed the account",
+    ),
+    sa.Column(
+        "last_seen",
+        sa.Date(),
+        nullable=False,
+        comment="Last published report date on which the venue listed the account",
+    ),
+    sa.Column(
+        "retired_on",
+        sa.Date(),
+        nullable=True,
+        comment="Report date from which the account is no longer expected (operator retirement); "
+        "cleared when the venue lists it again on or after that date",
+    ),
+    sa.Column(
+        "retired_reason",
+        sa.Text(),
+        nullable=True,
+        comment="Why an operator retired the account",
+    ),
+    sa.Column(
+        "last_run_id",
+        sa.Text(),
+        nullable=False,
+        comment="Id of the pipeline run that last recorded a listing of the account",
+    ),
+    sa.PrimaryKeyConstraint("source", "account_id", name="settlement_account_registry_pkey"),
+    comment="Every venue account a published report listed, with the first and last such date; "
+    "accounts listed recently are expected on later dates, so a shrunken listing is a named gap",
+)
+
+_T = REGISTRY_TABLE
+
+
+@dataclass(frozen=True)
+class ExpectedAccount:
+    """An account the venue should list on the report date, from the registry."""
+
+    source: str
+    venue: str
+    account_id: str
+    name: str | None
+    last_seen: date
+
+
+def expected_accounts(
+    conn: sa.Connection, source: str, report_date: date, lookback_days: int
+) -> list[ExpectedAccount]:
+    """Accounts of `source` expected on `report_date`, ordered by account id.
+
+    Expected: not retired on `report_date`, first seen BEFORE it (so a backfill of an old date
+    never expects accounts that only appeared later) and last seen within `lookback_days`
+    before it or any time after it (rerunning an old date expects an account listed both
+    before and after it). `lookback_days == 0` turns the expectation off.
+    """
+    if lookback_days < 0:
+        raise ValueError(f"lookback_days must be >= 0, not {lookback_days}")
+    if lookback_days == 0:
+        return []
+    query = (
+        sa.select(_T.c.source, _T.c.venue, _T.c.account_id, _T.c.account_name, _T.c.last_seen)
+        .where(
+            _T.c.source == source,
+            _T.c.first_seen <= report_date - timedelta(days=1),
+            _T.c.last_seen >= report_date - timedelta(days=lookback_days),
+            sa.or_(_T.c.retired_on.is_(None), _T.c.retired_on > report_date),
+        )
+        .order_by(_T.c.account_id)
+    )
+    return [ExpectedAccount(*row) for row in conn.execute(query).tuples()]
+
+
+def vanished(
+    expected: Sequence[ExpectedAccount], listed_today: Collection[str]
+) -> list[ExpectedAccount]:
+    """The expected accounts absent from today's listing (account ids of the same source)."""
+    listed = set(listed_today)
+    return [acc for acc in expected if acc.account_id not in listed]
+
+
+def gap_reason(acc: ExpectedAccount) -> str:
+    """The gap text of a vanished account; the caller prefixes `<source>/`."""
+    who = f"{acc.name} ({acc.account_id})" if acc.name else acc.account_id
+    return f"{who}: listed on {acc.last_seen.isoformat()}, absent today"
+
+
+def record_listed(
+    conn: sa.Connection,
+    report_date: date,
+    run_id: str,
+    rows: Iterable[tuple[str, str, str, str | None]],
+) -> int:
+    """Record that the venue listed each (source, venue, account_id, name) on `report_date`.
+
+    Call it inside the publish transaction of `report_date`, so the registry only holds
+    published listings. New accounts get first_seen = last_seen = D; known ones widen
+    [first_seen, last_seen] to include D. The name (and venue) follow the newest listing, so a
+    backfill of an old date never rolls them back. A retired account listed again on or after
+    its `retired_on` is reinstated automatically: the venue shows it is alive. Keys are written
+    in a fixed order so concurrent publishes of two dates cannot deadlock on PostgreSQL.
+    Returns the number of distinct accounts recorded.
+    """
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for source, venue, account_id, name in rows:
+        old = merged.get((source, account_id))
+        name = name or (old["account_name"] if old else None)
+        merged[(source, account_id)] = {
+            "source": source,
+            "venue": venue,
+            "account_id": account_id,
+            "account_name": name or None,
+            "first_seen": report_date,
+            "last_seen": report_date,
+            "retired_on": None,
+            "retired_reason": None,
+            "last_run_id": run_id,
+        }
+    if not merged:
+        return 0
+    conn.execute(_upsert(conn), [merged[k] for k in sorted(merged)])
+    return len(merged)
+
+
+def _upsert(conn: sa.Connection) -> sa.Executable:
+    """`INSERT … ON CONFLICT (source, account_id) DO UPDATE` merging one listing in."""
+    if conn.dialect.name not in ("postgresql", "duckdb"):
+        raise NotImplementedError(f"account registry upsert on {conn.dialect.name}")
+    insert = postgresql.insert(_T)  # duckdb-engine compiles the PostgreSQL construct as is
+    new = insert.excluded
+    newest = new.last_seen >= _T.c.last_seen
+    revived = sa.and_(_T.c.retired_on.is_not(None), new.last_seen >= _T.c.retired_on)
+    return insert.on_conflict_do_update(
+        index_elements=[_T.c.source, _T.c.account_id],
+        set_={
+            "first_seen": sa.case(
+                (new.first_seen < _T.c.first_seen, new.first_seen), else_=_T.c.first_seen
+            ),
+            "last_seen": sa.case((newest, new.last_seen), else_=_T.c.last_seen),
+            "venue": sa.case((newest, new.venue), else_=_T.c.venue),
+            "account_name": sa.case(
+                (
+                    sa.and_(
+                        new.account_name.is_not(None),
+                        sa.or_(newest, _T.c.account_name.is_(None)),
+                    ),
+                    new.account_name,
+                ),
+                else_=_T.c.account_name,
+            ),
+            "retired_on": sa.case((revived, sa.null()), else_=_T.c.retired_on),
+            "retired_reason": sa.case((revived, sa.null()), else_=_T.c.retired_reason),
+            "last_run_id": new.last_run_id,
+        },
+    )
+
+
+def retire_account(
+    conn: sa.Connection, source: str, account_id: str, retired_on: date, reason: str
+) -> bool:
+    """Stop expecting an account from `retired_on` on (dates before it still expect it, so a
+    backfill stays honest). False when the registry does not know the account.
+
+    `record_listed` reinstates it by itself if the venue lists it again on or after
+    `retired_on`."""
+    if not reason.strip():
+        raise ValueError("a retirement needs a reason")
+    update = (
+        sa.update(_T)
+        .where(_T.c.source == source, _T.c.account_id == account_id)
+        .values(retired_on=retired_on, retired_reason=reason)
+    )
+    return bool(conn.execute(update).rowcount)
+
+
+def reinstate_account(conn: sa.Connection, source: str, account_id: str) -> bool:
+    """Expect a retired account again (e.g. retired by mistake). False when unknown."""
+    update = (
+        sa.update(_T)
+        .where(_T.c.source == source, _T.c.account_id == account_id)
+        .values(retired_on=None, retired_reason=None)
+    )
+    return bool(conn.execute(update).rowcount)
+
+
+def read_registry(conn: sa.Connection, source: str | None = None) -> list[dict[str, Any]]:
+    """Registry rows (all sources, or one) as dicts ordered by (source, account_id)."""
+    query = sa.select(_T).order_by(_T.c.source, _T.c.account_id)
+    if source is not None:
+        query = query.where(_T.c.source == source)
+    return [dict(row) for row in conn.execute(query).mappings()]

@@ -4,8 +4,12 @@ One pair of assets per configured source, so a venue outage fails (and retries) 
 assets: the other sources' snapshots still materialise, and the report names the gap. The
 venue call carries a Dagster `RetryPolicy` (exponential backoff with jitter) and runs in a
 per-venue concurrency pool.
+
+Each source has ONE time budget (`report.source_timeout_seconds`) for all its retries, HTTP and
+Dagster alike: it starts at the step's first attempt in the run, and a `SourceTimeout` is final.
 """
 
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -16,6 +20,8 @@ from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseRe
 from etl_project import pipeline
 from etl_project.checks import CheckOutcome
 from etl_project.config import ReportSettings, SourceLayout
+from etl_project.errors import SourceTimeout
+from etl_project.http import Deadline
 
 
 def venue_retry(report: ReportSettings) -> dg.RetryPolicy:
@@ -26,6 +32,33 @@ def venue_retry(report: ReportSettings) -> dg.RetryPolicy:
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
     )
+
+
+def source_deadline(context: dg.AssetExecutionContext, budget_seconds: float) -> Deadline:
+    """When this source's time budget ends in this run.
+
+    It starts at the step's FIRST attempt, read back from the run's event log on a retry
+    (which may run in another process), so Dagster's retries share the budget, never reset it.
+    """
+    start = time.time()
+    if context.retry_number > 0:
+        start = first_attempt_start(context) or start
+    return Deadline.after(budget_seconds, start=start)
+
+
+def first_attempt_start(context: dg.AssetExecutionContext) -> float | None:
+    """Epoch seconds of the step's first attempt in this run.
+
+    Only the first attempt logs STEP_START (retries log STEP_RESTARTED), and the step stats'
+    `start_time` is that event's time. Without it, the run's start: earlier, so never longer.
+    """
+    step_key = context.get_step_execution_context().step.key
+    stats = context.instance.get_run_step_stats(context.run_id, step_keys=[step_key])
+    starts = [s.start_time for s in stats if s.step_key == step_key and s.start_time is not None]
+    if starts:
+        return min(starts)
+    record = context.instance.get_run_record_by_id(context.run_id)
+    return record.start_time if record is not None else None
 
 
 def snapshot_key(source: str) -> dg.AssetKey:
@@ -60,14 +93,20 @@ def source_assets(
         object_store: ObjectStoreResource,
     ) -> dg.MaterializeResult:
         config = etl_config.load()
-        outcome = pipeline.take_snapshot(
-            config.source(name),
-            object_store.open(),
-            partition_date(context),
-            now=datetime.now(UTC),
-            cutoff_hours=config.report.live_cutoff_hours,
-            final_attempt=context.retry_number >= retry.max_retries,
-        )
+        deadline = source_deadline(context, config.report.source_timeout_seconds)
+        try:
+            outcome = pipeline.take_snapshot(
+                config.source(name),
+                object_store.open(),
+                partition_date(context),
+                now=datetime.now(UTC),
+                cutoff_hours=config.report.live_cutoff_hours,
+                final_attempt=context.retry_number >= retry.max_retries,
+                deadline=deadline,
+            )
+        except SourceTimeout as exc:
+            # The budget is spent for this run: a Dagster retry would only find it spent again.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         if not outcome.ok:
             context.log.error(outcome.reason)
         return dg.MaterializeResult(

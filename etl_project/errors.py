@@ -35,6 +35,29 @@ class VenueUnavailable(VenueError):
     """Connection failure, timeout or persistent 5xx."""
 
 
+class SourceTimeout(VenueError):
+    """The source's one time budget (all retries of every layer included) ran out.
+
+    Final by design: retrying would only spend time the other sources wait for, so neither the
+    HTTP layer nor the orchestrator retries it. `pending` says what was still outstanding,
+    e.g. `GET /derivatives/api/v3/subaccounts: read timed out` (a path, never a query).
+    """
+
+    def __init__(
+        self, source: str, budget_seconds: float, pending: str, *, status: int | None = None
+    ) -> None:
+        self.budget_seconds = budget_seconds
+        self.pending = " ".join(pending.split())  # one line, whatever the caller passed
+        budget = seconds_text(budget_seconds)
+        message = f"no answer within its time budget of {budget}s ({self.pending})"
+        super().__init__(source, message, status=status)
+
+
+def seconds_text(seconds: float) -> str:
+    """`120`, `2.5`: a duration for messages, without float noise."""
+    return f"{round(seconds, 1):g}"
+
+
 class MalformedResponse(VenueError):
     """The venue answered, but not in the documented shape."""
 

@@ -4,6 +4,10 @@ A `requests.Session` with connect/read timeouts, retries on 429 and 5xx that hon
 `Retry-After` (seconds or an HTTP date), capped exponential backoff with jitter otherwise,
 JSON parsed with exact decimals, and every response handed to a recorder *before* anything
 parses it, so the raw snapshot is landed verbatim even when parsing later fails.
+
+A client may carry a `deadline` (epoch seconds): the source's one time budget for every
+attempt, wait and retry of every layer. Timeouts are capped at what is left of it, a retry
+that cannot finish before it is not started, and running out raises `SourceTimeout`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -18,14 +23,41 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
 
-from etl_project.errors import MalformedResponse, VenueRateLimited, VenueUnavailable
+from etl_project.errors import MalformedResponse, SourceTimeout, VenueRateLimited, VenueUnavailable
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+#: An attempt is only started when at least this much of the budget is left after its wait.
+MIN_ATTEMPT_SECONDS = 0.1
+
+
+class Deadline(float):
+    """Epoch seconds (`time.time()`) at which a source's time budget ends.
+
+    Wall-clock so it means the same in every process a retried step runs in; a plain float
+    to every caller (it passes through `pipeline.take_snapshot` untouched) that also remembers
+    the budget's length, so the timeout message names the configured budget, not what is left.
+    """
+
+    budget_seconds: float | None
+
+    def __new__(cls, at: float, budget_seconds: float | None = None) -> Deadline:
+        self = super().__new__(cls, at)
+        self.budget_seconds = budget_seconds
+        return self
+
+    @classmethod
+    def after(cls, budget_seconds: float, start: float | None = None) -> Deadline:
+        """The deadline `budget_seconds` after `start` (epoch seconds; default now)."""
+        begin = time.time() if start is None else start
+        return cls(begin + budget_seconds, budget_seconds)
 
 
 @dataclass(frozen=True)
@@ -100,6 +132,25 @@ class HttpClient:
     before_request: Callable[[], None] | None = None
     #: Called with each response (rate-limit header readers plug in here).
     after_response: Callable[[RawResponse], None] | None = None
+    #: Epoch seconds by which the source must be done, retries included (None: no budget).
+    deadline: float | None = None
+    #: The budget's length, for messages; defaults to the `Deadline`'s or to what is left now.
+    budget_seconds: float | None = None
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        if self.deadline is not None and self.budget_seconds is None:
+            known = getattr(self.deadline, "budget_seconds", None)
+            self.budget_seconds = known if known is not None else self.remaining()
+
+    def remaining(self) -> float:
+        """Seconds left of the source's budget (`math.inf` without a deadline).
+
+        Connectors that sleep on their own (rate limiters, token refreshes) cap sleeps with it.
+        """
+        if self.deadline is None:
+            return math.inf
+        return max(0.0, self.deadline - self.clock())
 
     def request(
         self,
@@ -111,11 +162,16 @@ class HttpClient:
         retry_statuses: frozenset[int] = RETRY_STATUSES,
     ) -> RawResponse:
         """Send with retries. `headers` may be a callable so signatures/nonces are per attempt."""
+        where = f"{method} {_path(url)}"
+        shown = f"{method} {urlsplit(url).path or '/'}"  # a timeout names the path alone
+        pending = f"{shown}: not sent"
         attempt = 0
         while True:
             attempt += 1
             if self.before_request is not None:
-                self.before_request()
+                self._check_budget(pending)
+                self.before_request()  # may sleep (rate limits): check the budget after it
+            timeout = self._timeouts(pending)
             sent_headers = headers() if callable(headers) else (headers or {})
             try:
                 resp = self.session.request(
@@ -123,18 +179,19 @@ class HttpClient:
                     url,
                     headers=dict(sent_headers),
                     params=params,
-                    timeout=(self.connect_timeout, self.read_timeout),
+                    timeout=timeout,
                     allow_redirects=False,
                 )
             except requests.RequestException as exc:
-                # The exception text can hold the URL but never headers; still keep it short.
+                # The exception text can hold the URL but never headers; keep only its kind.
                 reason = type(exc).__name__
+                pending = f"{shown}: {_failure(exc)}"
+                self._check_budget(pending)
                 if attempt >= self.retry.max_attempts:
                     raise VenueUnavailable(
-                        self.source,
-                        f"{method} {_path(url)} failed after {attempt} attempts: {reason}",
+                        self.source, f"{where} failed after {attempt} attempts: {reason}"
                     ) from None
-                self._wait(attempt, None, reason)
+                self._wait(attempt, None, reason, pending)
                 continue
             raw = RawResponse(
                 method=method,
@@ -157,19 +214,46 @@ class HttpClient:
                     f"{method} {_path(url)} answered HTTP {raw.status} {attempt} times; giving up",
                     status=raw.status,
                 )
-            self._wait(attempt, raw.headers.get("Retry-After"), f"HTTP {raw.status}")
+            pending = f"{shown}: answered HTTP {raw.status}"
+            self._wait(
+                attempt, raw.headers.get("Retry-After"), f"HTTP {raw.status}", pending, raw.status
+            )
 
     def get(self, url: str, **kwargs: Any) -> RawResponse:
         return self.request("GET", url, **kwargs)
 
-    def _wait(self, attempt: int, retry_after: str | None, reason: str) -> None:
+    def _wait(
+        self,
+        attempt: int,
+        retry_after: str | None,
+        reason: str,
+        pending: str,
+        status: int | None = None,
+    ) -> None:
         delay = retry_after_seconds(retry_after)
         if delay is None:
             base = self.retry.backoff_seconds * (2 ** (attempt - 1))
             delay = min(self.retry.max_backoff_seconds, base) * random.uniform(0.5, 1.0)
         delay = min(delay, self.retry.max_retry_after_seconds)
+        if delay + MIN_ATTEMPT_SECONDS > self.remaining():
+            # Sleeping into the deadline only to fail there would waste the others' time.
+            raise self._timeout(f"{pending}; no time left to retry", status)
         log.info("%s: %s, retrying in %.2fs (attempt %d)", self.source, reason, delay, attempt)
         self.sleep(delay)
+
+    def _check_budget(self, pending: str) -> None:
+        """Raise `SourceTimeout` when too little of the budget is left to start an attempt."""
+        if self.remaining() < MIN_ATTEMPT_SECONDS:
+            raise self._timeout(pending)
+
+    def _timeouts(self, pending: str) -> tuple[float, float]:
+        """(connect, read) timeouts of the next attempt, capped at what is left of the budget."""
+        self._check_budget(pending)
+        left = self.remaining()
+        return min(self.connect_timeout, left), min(self.read_timeout, left)
+
+    def _timeout(self, pending: str, status: int | None = None) -> SourceTimeout:
+        return SourceTimeout(self.source, self.budget_seconds or 0.0, pending, status=status)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -197,6 +281,19 @@ def _keep_header(name: str) -> bool:
     """Only response headers useful for audit; cookies and anything else stay out of raw files."""
     lower = name.lower()
     return any(lower.startswith(prefix) for prefix in _KEPT_HEADERS)
+
+
+def _failure(exc: requests.RequestException) -> str:
+    """What went wrong with a request, in words (never the exception text: it quotes the URL)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, requests.ReadTimeout):
+        return "read timed out"
+    if isinstance(exc, requests.ConnectionError) and any(
+        isinstance(arg, ReadTimeoutError) for arg in exc.args
+    ):
+        return "read timed out"  # a body read that timed out surfaces as a ConnectionError
+    return f"request failed ({type(exc).__name__})"
 
 
 def _path(url: str) -> str:

@@ -39,14 +39,24 @@ def handler_class(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # a handler bug must still answer, and show in the log
                 log.exception("simulator handler failed for %s %s", self.command, parts.path)
                 response = json_response(500, {"error": f"simulator error: {type(exc).__name__}"})
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
+            if response is None:  # a hung request the stopping server drops unanswered
+                self.close_connection = True
+                return
+            try:
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.content_type)
+                self.send_header("Content-Length", str(len(response.body)))
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(response.body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client gave up first (e.g. timed out on a hung fault): nothing to answer.
+                log.debug(
+                    "simulator: client left before %s %s was answered", self.command, parts.path
+                )
+                self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 

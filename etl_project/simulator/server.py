@@ -3,12 +3,15 @@
 Venues are modules listed in `VENUE_MODULES`; each has `install(sim)` that calls
 `sim.add_venue(...)` and `sim.add_route(...)`. A route's handler gets a `Request` and returns a
 `Response`. Before a venue handler runs, the server counts the request for that venue and, when
-a fault is armed (`set_fault`), answers the fault instead.
+a fault is armed (`set_fault`), answers the fault instead. A fault with `hang_seconds` first
+holds the request unanswered that long (a venue that accepts and never answers); clearing the
+faults ends the hang early with the fault's answer, stopping the server drops it unanswered.
 
 Admin endpoints (never counted as venue requests):
 - `GET /_sim/requests`: `{"<venue>": <count>, ...}` for every installed venue;
-- `POST /_sim/faults` with `{"venue", "status", "times", "retry_after", "body"}`: arm a fault;
-- `DELETE /_sim/faults`: clear every fault.
+- `POST /_sim/faults` with `{"venue", "status", "times", "retry_after", "body", "hang_seconds"}`:
+  arm a fault;
+- `DELETE /_sim/faults`: clear every fault (and release hung requests).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class _Fault:
     remaining: int
     retry_after: float | int | str | None
     body: bytes | None
+    hang_seconds: float | None = None
 
 
 class Simulator:
@@ -64,6 +68,9 @@ class Simulator:
         self._faults: dict[str, _Fault] = {}
         self._payloads: dict[str, bytes] = {}
         self._error_bodies: dict[str, ErrorBody] = {}
+        #: Set to end every current hang (a new one per clear, so later hangs hang again).
+        self._release = threading.Event()
+        self._stopping = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for module in VENUE_MODULES:
@@ -95,6 +102,9 @@ class Simulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
         server = ThreadingHTTPServer((self.config.host, self.config.port), handler_class(self))
+        with self._lock:
+            self._stopping = False
+            self._release = threading.Event()
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -112,6 +122,9 @@ class Simulator:
         self._server = self._thread = None
         if server is None:
             return
+        with self._lock:
+            self._stopping = True
+            self._release.set()  # hung requests end now (unanswered); shutdown never waits
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -164,19 +177,34 @@ class Simulator:
         times: int = 1,
         retry_after: float | int | str | None = None,
         body: bytes | None = None,
+        hang_seconds: float | None = None,
     ) -> None:
-        """The next `times` requests of `venue` answer `status` (replaces an armed fault)."""
+        """The next `times` requests of `venue` answer `status` (replaces an armed fault).
+
+        With `hang_seconds`, each of them is first held unanswered that long (or until the
+        faults are cleared, or the server stops), as a venue that accepts and never answers.
+        """
         self._known(venue)
         if not 100 <= int(status) <= 599:
             raise ValueError(f"status {status} is not an HTTP status")
         if int(times) < 1:
             raise ValueError("times must be at least 1")
+        hang = None if hang_seconds is None else float(hang_seconds)
+        if hang is not None and not hang > 0:
+            raise ValueError("hang_seconds must be positive")
         with self._lock:
-            self._faults[venue] = _Fault(int(status), int(times), retry_after, body)
+            self._faults[venue] = _Fault(int(status), int(times), retry_after, body, hang)
+
+    def set_hang(self, venue: str, hang_seconds: float = 3600.0, times: int = 1000) -> None:
+        """Requests of `venue` are accepted and not answered for `hang_seconds` (then 503)."""
+        self.set_fault(venue, status=503, times=times, hang_seconds=hang_seconds)
 
     def clear_faults(self) -> None:
+        """Disarm every fault; requests hanging now are released and answer their fault."""
         with self._lock:
             self._faults.clear()
+            self._release.set()
+            self._release = threading.Event()
 
     def serve_payload(self, venue: str, payload: bytes | None) -> None:
         """Serve these bytes verbatim instead of generated data (None: back to generated)."""
@@ -193,7 +221,8 @@ class Simulator:
 
     # --- dispatch ------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response | None:
+        """The answer to one request; None: drop the connection unanswered (server stopping)."""
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)
         matched = self.router.match(request.method, request.path)
@@ -210,6 +239,12 @@ class Simulator:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     del self._faults[route.venue]
+            release = self._release
+        if fault is not None and fault.hang_seconds is not None:
+            release.wait(fault.hang_seconds)
+            with self._lock:
+                if self._stopping:
+                    return None
         if fault is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
             body = (
@@ -243,6 +278,7 @@ class Simulator:
                     times=int(doc.get("times", 1)),
                     retry_after=doc.get("retry_after"),
                     body=None if body is None else str(body).encode("utf-8"),
+                    hang_seconds=doc.get("hang_seconds"),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 return json_response(400, {"error": f"bad fault: {exc}"})

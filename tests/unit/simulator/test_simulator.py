@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import threading
+import time
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -227,6 +228,59 @@ def test_fault_injection(simulator: Any) -> None:
         simulator.request_count("nope")
 
 
+def test_hang_fault_accepts_and_does_not_answer(simulator: Any) -> None:
+    simulator.set_fault("kraken_futures", status=502, times=2, hang_seconds=0.4)
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(f"{simulator.kraken_base_url}/subaccounts", timeout=(2, 0.1))
+    started = time.monotonic()
+    response = get_subaccounts(simulator, "1")  # held for hang_seconds, then the fault
+    assert time.monotonic() - started >= 0.35 and _error(response) == (502, "Unavailable")
+    assert get_subaccounts(simulator, "2").status_code == 200  # `times` used up
+    assert simulator.request_count("kraken_futures") == 3
+    with pytest.raises(ValueError, match="hang_seconds must be positive"):
+        simulator.set_fault("kraken_futures", hang_seconds=0)
+
+
+def test_clearing_faults_releases_hung_requests(simulator: Any) -> None:
+    simulator.set_hang("kraken_futures", hang_seconds=30)
+    answers: list[int] = []
+    caller = threading.Thread(target=lambda: answers.append(get_subaccounts(simulator).status_code))
+    caller.start()
+    _wait_for(lambda: simulator.request_count("kraken_futures") == 1)
+    simulator.clear_faults()
+    caller.join(5)
+    assert answers == [503]
+    assert get_subaccounts(simulator, "2").status_code == 200  # cleared: no more hangs
+
+
+def test_stopping_drops_hung_requests_promptly() -> None:
+    sim = Simulator(SimulatorConfig()).start()
+    sim.set_hang("kraken_futures", hang_seconds=3600)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            requests.get(f"{sim.kraken_base_url}/subaccounts", timeout=30)
+        except requests.RequestException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    _wait_for(lambda: sim.request_count("kraken_futures") == 1)
+    started = time.monotonic()
+    sim.stop()
+    assert time.monotonic() - started < 2
+    caller.join(5)
+    assert not caller.is_alive() and len(errors) == 1  # dropped unanswered
+
+
+def _wait_for(condition: Any, seconds: float = 5.0) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "condition not met in time"
+        time.sleep(0.01)
+
+
 def test_serve_payload_verbatim_and_back(simulator: Any) -> None:
     payload = b'{"result":"success","serverTime":"x","masterAccountUid":"m","subaccounts":[]}'
     simulator.serve_payload("kraken_futures", payload)
@@ -266,13 +320,20 @@ def test_admin_endpoints(simulator: Any) -> None:
     assert _error(response) == (502, "Unavailable") and response.headers["Retry-After"] == "3"
     assert requests.delete(f"{base}/_sim/faults", timeout=5).status_code == 200
     assert get_subaccounts(simulator, "3").status_code == 200
+    hang = {"venue": "kraken_futures", "status": 503, "hang_seconds": 0.3}
+    assert requests.post(f"{base}/_sim/faults", json=hang, timeout=5).status_code == 200
+    started = time.monotonic()
+    assert _error(get_subaccounts(simulator, "4")) == (503, "Unavailable")
+    assert time.monotonic() - started >= 0.25
+    bad_hang = {"venue": "kraken_futures", "hang_seconds": "never"}
+    assert requests.post(f"{base}/_sim/faults", json=bad_hang, timeout=5).status_code == 400
     bad = requests.post(f"{base}/_sim/faults", json={"venue": "nowhere"}, timeout=5)
     assert bad.status_code == 400 and "unknown venue" in bad.json()["error"]
     assert requests.post(f"{base}/_sim/faults", data=b"{", timeout=5).status_code == 400
     assert requests.get(f"{base}/_sim/unknown", timeout=5).status_code == 404
     # Admin calls are not venue requests.
-    assert requests.get(f"{base}/_sim/requests", timeout=5).json()["kraken_futures"] == 3
-    assert simulator.request_count() == 3
+    assert requests.get(f"{base}/_sim/requests", timeout=5).json()["kraken_futures"] == 4
+    assert simulator.request_count() == 4
 
 
 def test_unknown_paths_and_methods(simulator: Any) -> None:

@@ -1,7 +1,7 @@
 """The report assets: stage + audit (`settlement_balance_report`), then publish to files and
 the warehouse. The blocking schema check sits between stage and publish."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
@@ -9,6 +9,7 @@ from assets.partitions import partition_date
 from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
 from etl_project import pipeline, publish
 from etl_project.report.summary import markdown_table, totals_by
+from etl_project.sinks.account_registry import expected_accounts
 
 REPORT_KEY = dg.AssetKey("settlement_balance_report")
 FILES_KEY = dg.AssetKey("settlement_balance_files")
@@ -30,11 +31,19 @@ def report_assets(
         context: dg.AssetExecutionContext,
         etl_config: EtlConfigResource,
         object_store: ObjectStoreResource,
+        warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         config = etl_config.load()
         store = object_store.open()
         report_date = partition_date(context)
-        outcome = pipeline.stage_report(config, store, report_date, context.run_id)
+        with warehouse.session() as wh, wh.transaction() as conn:
+            expected = {
+                source.name: expected_accounts(
+                    conn, source.name, report_date, config.report.account_lookback_days
+                )
+                for source in config.sources
+            }
+        outcome = pipeline.stage_report(config, store, report_date, context.run_id, expected)
         if not outcome.ok:
             raise dg.Failure(description=outcome.reason)
         details = outcome.details
@@ -49,64 +58,80 @@ def report_assets(
                 "rows": details["rows"],
                 "completeness": details["completeness"],
                 "gaps": dg.MetadataValue.md(
-                    "\n".join(f"- **{g['source']}**: {g['reason']}" for g in gaps) or "none"
+                    "\n".join(
+                        f"- **{g['source']}/{g.get('account', g['account_id'])}**: {g['reason']}"
+                        for g in gaps
+                    )
+                    or "none"
                 ),
                 "rejected_rows": len(details["rejected"]),
+                "rows_by_source": dg.MetadataValue.md(
+                    markdown_table(pipeline.accounting_rows(details))
+                ),
                 "totals_by_venue_and_ccy": dg.MetadataValue.md(
                     markdown_table(totals_by(report, ["venue", "Ccy"]))
                 ),
             }
         )
 
-    @dg.asset(
-        key=FILES_KEY,
-        deps=[REPORT_KEY],
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                FILES_KEY,
+                deps=[REPORT_KEY],
+                group_name="report",
+                kinds={"csv", "parquet"},
+                description="CSV, JSON and Parquet of the audited report in the object store "
+                "(every version kept under versions/run=<run_id>/).",
+            ),
+            dg.AssetSpec(
+                WAREHOUSE_KEY,
+                deps=[REPORT_KEY],
+                group_name="report",
+                kinds={"sql"},
+                description="Table settlement_balance_report with the date's versions, history "
+                "and restatements, replaced in one transaction.",
+            ),
+        ],
+        name="publish_settlement_balance",
         partitions_def=partitions_def,
-        group_name="report",
-        kinds={"csv", "parquet"},
-        description="CSV, JSON and Parquet of the audited report in the object store.",
+        description="Publish the date as one unit: files and warehouse, one commit point.",
     )
-    def settlement_balance_files(
-        context: dg.AssetExecutionContext, object_store: ObjectStoreResource
-    ) -> dg.MaterializeResult:
-        store = object_store.open()
-        uris = publish.publish_files(store, partition_date(context))
-        details = pipeline.staged_details(store, partition_date(context))
-        return dg.MaterializeResult(
-            metadata={
-                "rows": details["rows"],
-                "completeness": details["completeness"],
-                **{fmt: dg.MetadataValue.path(uri) for fmt, uri in uris.items()},
-            }
-        )
-
-    @dg.asset(
-        key=WAREHOUSE_KEY,
-        deps=[REPORT_KEY],
-        partitions_def=partitions_def,
-        group_name="report",
-        kinds={"sql"},
-        description="Table settlement_balance_report: the date's rows replaced in one transaction.",
-    )
-    def settlement_balance_warehouse(
+    def publish_settlement_balance(
         context: dg.AssetExecutionContext,
         object_store: ObjectStoreResource,
         warehouse: WarehouseResource,
-    ) -> dg.MaterializeResult:
-        store = object_store.open()
-        wh = warehouse.open()
-        try:
-            rows = publish.publish_warehouse(wh, store, partition_date(context))
-        finally:
-            wh.dispose()
-        details = pipeline.staged_details(store, partition_date(context))
-        return dg.MaterializeResult(
+    ) -> Iterator[dg.MaterializeResult]:
+        report_date = partition_date(context)
+        with warehouse.session() as wh:
+            try:
+                published = publish.publish_report(object_store.open(), wh, report_date)
+            except publish.PublishError as exc:
+                raise dg.Failure(description=str(exc)) from None
+        common: dict[str, dg.RawMetadataValue] = {
+            "run_id": published.run_id,
+            "rows": published.rows,
+            "completeness": published.completeness,
+        }
+        yield dg.MaterializeResult(
+            asset_key=FILES_KEY,
             metadata={
-                "rows": rows,
-                "completeness": details["completeness"],
-                "rejected_rows": len(details["rejected"]),
+                **common,
+                **{fmt: dg.MetadataValue.path(uri) for fmt, uri in published.uris.items()},
+                "version": dg.MetadataValue.path(published.version_prefix),
+            },
+        )
+        restatement = published.restatement
+        yield dg.MaterializeResult(
+            asset_key=WAREHOUSE_KEY,
+            metadata={
+                **common,
+                "rejected_rows": published.rejected_rows,
                 "table": "settlement_balance_report",
-            }
+                "previous_run_id": restatement.previous_run_id or "",
+                "restated_rows": restatement.rows,
+                "restatements": dg.MetadataValue.md(publish.restatement_markdown(published)),
+            },
         )
 
-    return [settlement_balance_report, settlement_balance_files, settlement_balance_warehouse]
+    return [settlement_balance_report, publish_settlement_balance]

@@ -36,6 +36,8 @@ def _print_summary(summary: RunSummary) -> None:
         print(f"  failed: {line}", file=sys.stderr)
     for line in summary.gaps:
         print(f"  gap: {line}")
+    for line in summary.accounting:
+        print(f"  rows: {line}")
     for line in summary.failed_checks:
         print(f"  check failed: {line}")
     for name, where in summary.outputs.items():

@@ -8,22 +8,27 @@ re-runs alone and a failed source never blocks the others.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl_project import raw, staging
 from etl_project.config import AppConfig, SourceConfig, redact
-from etl_project.errors import EtlError, SnapshotMissing, VenueError
+from etl_project.errors import EtlError, SnapshotMissing, SourceTimeout, VenueError
 from etl_project.http import HttpClient
 from etl_project.report.build import build_report
 from etl_project.report.columns import BALANCES_SCHEMA, REPORT_SCHEMA
 from etl_project.report.schema import BalancesModel
 from etl_project.report.validate import split_valid
+from etl_project.sinks.account_registry import ExpectedAccount, vanished
 from etl_project.sinks.object_store import ObjectStore
 from etl_project.venues import connector_for
+from etl_project.venues.base import Rejected
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,16 @@ def live_window(report_date: date, cutoff_hours: float) -> tuple[datetime, datet
 
 
 def fetch_live(
-    source: SourceConfig, store: ObjectStore, report_date: date, now: datetime
+    source: SourceConfig,
+    store: ObjectStore,
+    report_date: date,
+    now: datetime,
+    *,
+    deadline: float | None = None,
 ) -> tuple[StageOutcome, VenueError | None]:
-    """Call the venue; every response is landed verbatim (also when the call failed)."""
+    """Call the venue; every response is landed verbatim (also when the call failed).
+
+    `deadline` (epoch seconds) is the source's one time budget for every call and retry."""
     snapshot = raw.RawSnapshot(source.name, source.kind, report_date, now)
     settings = source.settings
     http = HttpClient(
@@ -60,6 +72,7 @@ def fetch_live(
         recorder=raw.SnapshotRecorder(snapshot),
         connect_timeout=getattr(settings, "connect_timeout", 5.0),
         read_timeout=getattr(settings, "read_timeout", 30.0),
+        deadline=deadline,
     )
     connector = connector_for(source.kind)(source, http)
     connector.report_date = report_date
@@ -121,22 +134,27 @@ def take_snapshot(
     now: datetime,
     cutoff_hours: float,
     final_attempt: bool = True,
+    deadline: float | None = None,
 ) -> StageOutcome:
     """Snapshot a source for D: live inside D's window, else replay the stored snapshot.
 
     A live failure on the final attempt falls back to an earlier good snapshot of D, so a
     re-run that hits an outage never replaces good balances with nothing. On a non-final
-    attempt the venue error is raised so the orchestrator's retry policy can try again.
+    attempt the venue error is raised so the orchestrator's retry policy can try again,
+    except a spent time budget (`SourceTimeout`), which no retry could help. A source that
+    reads history (a dated report file) is fetched for a past date when nothing is stored.
     """
     start, end = live_window(report_date, cutoff_hours)
+    history = connector_for(source.kind).reads_history(source.settings)
+    stored = None if now < end or not history else stored_snapshot(source, store, report_date)
     if now < start:
         outcome = StageOutcome(
             source.name, "failed", f"{source.name}: report date {report_date} is in the future"
         )
-    elif now < end:
-        outcome, error = fetch_live(source, store, report_date, now)
+    elif now < end or (stored is not None and not stored.ok):
+        outcome, error = fetch_live(source, store, report_date, now, deadline=deadline)
         if error is not None:
-            if not final_attempt:
+            if not final_attempt and not isinstance(error, SourceTimeout):
                 raise error
             fallback = stored_snapshot(
                 source, store, report_date, exclude=outcome.details["snapshot_key"]
@@ -148,7 +166,7 @@ def take_snapshot(
                     details={**fallback.details, "mode": "fallback"},
                 )
     else:
-        outcome = stored_snapshot(source, store, report_date)
+        outcome = stored or stored_snapshot(source, store, report_date)
         if not outcome.ok:
             outcome = dataclasses.replace(
                 outcome,
@@ -210,9 +228,16 @@ def _parse_and_stage(
 
 
 def stage_report(
-    config: AppConfig, store: ObjectStore, report_date: date, run_id: str
+    config: AppConfig,
+    store: ObjectStore,
+    report_date: date,
+    run_id: str,
+    expected: Mapping[str, Sequence[ExpectedAccount]] | None = None,
 ) -> StageOutcome:
-    """Build D's report from every source's staged balances; name the sources that failed."""
+    """Build D's report from every source's staged balances; name the sources that failed.
+
+    `expected`: per source, the accounts seen on recent published dates (the account
+    registry); one the venue no longer lists is a named gap, never a silent shrink."""
     tables: list[pa.Table] = []
     snapshot_at: dict[str, datetime] = {}
     gaps: list[dict[str, str]] = []
@@ -225,33 +250,44 @@ def stage_report(
         doc = staging.get_json(store, manifest_key)
         if doc is None or doc["status"] != "ok":
             reason = doc["reason"] if doc else f"{source.name}: balances not staged"
-            gaps.append({"source": source.name, "account_id": "*", "reason": reason})
-            completeness.append(_completeness_row(source, "*", "failed", reason))
+            gaps.append(_gap(source.name, "*", None, reason))
+            completeness.append(_completeness_row(source, "*", None, "failed", reason))
             continue
         details = doc["details"]
-        for account in details.get("accounts", []):
+        accounts = _unique_accounts(details.get("accounts", []))
+        for account in accounts:
             completeness.append(
                 _completeness_row(
-                    source, account["account_id"], account["status"], account.get("reason")
+                    source,
+                    account["account_id"],
+                    account.get("name"),
+                    account["status"],
+                    account.get("reason"),
                 )
             )
             if account["status"] != "received":
-                gaps.append(
-                    {
-                        "source": source.name,
-                        "account_id": account["account_id"],
-                        "reason": account.get("reason") or "failed",
-                    }
-                )
+                reason = account.get("reason") or "failed"
+                gaps.append(_gap(source.name, account["account_id"], account.get("name"), reason))
+        listed = {a["account_id"] for a in accounts}
+        for gone in vanished((expected or {}).get(source.name, ()), listed):
+            reason = f"listed on {gone.last_seen.isoformat()}, absent today"
+            gaps.append(_gap(source.name, gone.account_id, gone.name, reason))
+            completeness.append(
+                _completeness_row(source, gone.account_id, gone.name, "vanished", reason)
+            )
         for name in details.get("extra_tables", []):
             extras.setdefault(name, []).append(
                 table_key.replace("balances.parquet", f"{name}.parquet")
             )
         tables.append(staging.get_table(store, table_key, BALANCES_SCHEMA))
         snapshot_at[source.name] = datetime.fromisoformat(details["snapshot_at"])
-        rejected.extend(details.get("rejected", []))
+        source_rejected = details.get("rejected", [])
+        rejected.extend(source_rejected)
         sources[source.name] = {
-            k: details.get(k) for k in ("mode", "snapshot_key", "snapshot_at", "rows")
+            **{k: details.get(k) for k in ("mode", "snapshot_key", "snapshot_at", "rows")},
+            "accounts": len(accounts),
+            "delivered": details.get("rows", 0) + len(source_rejected),
+            "quarantined": len(source_rejected),
         }
     manifest_key, table_key = staging.report_keys(report_date)
     if not tables:
@@ -272,6 +308,7 @@ def stage_report(
         keep_zero_sources=keep_zero,
     )
     rejected.extend(dataclasses.asdict(r) for r in report_rejected)
+    _account_rows(sources, report, report_rejected)
     staging.put_table(store, table_key, report)
     details = {
         "run_id": run_id,
@@ -286,6 +323,69 @@ def stage_report(
     outcome = StageOutcome("report", "ok", None, details)
     staging.put_json(store, manifest_key, _manifest(outcome))
     return outcome
+
+
+def _account_rows(
+    sources: dict[str, dict[str, Any]], report: pa.Table, report_rejected: Sequence[Rejected]
+) -> None:
+    """Per source: delivered = published + dropped all-zero + quarantined, so no row is
+    unaccounted for (the run line, `_status.json` and the metadata all say it)."""
+    published = {
+        row["values"]: row["counts"] for row in pc.value_counts(report.column("source")).to_pylist()
+    }
+    late = Counter(r.source for r in report_rejected)
+    for name, counts in sources.items():
+        counts["published"] = published.get(name, 0)
+        counts["quarantined"] += late.get(name, 0)
+        counts["dropped_all_zero"] = (
+            counts["delivered"] - counts["published"] - counts["quarantined"]
+        )
+
+
+def accounting_rows(details: Mapping[str, Any]) -> list[dict[str, object]]:
+    """Per source of a staged report: delivered = published + dropped all-zero + quarantined."""
+    return [
+        {
+            "source": name,
+            "delivered": counts.get("delivered", 0),
+            "published": counts.get("published", 0),
+            "dropped all-zero": counts.get("dropped_all_zero", 0),
+            "quarantined": counts.get("quarantined", 0),
+        }
+        for name, counts in details.get("sources", {}).items()
+    ]
+
+
+def accounting_line(row: Mapping[str, object]) -> str:
+    """`kraken_main: delivered 63 = published 43 + dropped all-zero 15 + quarantined 5`."""
+    return (
+        f"{row['source']}: delivered {row['delivered']} = published {row['published']} "
+        f"+ dropped all-zero {row['dropped all-zero']} + quarantined {row['quarantined']}"
+    )
+
+
+def _unique_accounts(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per venue account: a failure wins over a receipt of the same account."""
+    merged: dict[str, dict[str, Any]] = {}
+    for account in accounts:
+        kept = merged.get(account["account_id"])
+        if kept is None or (kept["status"] == "received" and account["status"] != "received"):
+            merged[account["account_id"]] = account
+    return list(merged.values())
+
+
+def account_label(account_id: str, name: str | None) -> str:
+    """How an operator knows an account: `<display name> (<id>)`, else the id."""
+    return f"{name} ({account_id})" if name and name != account_id else account_id
+
+
+def _gap(source: str, account_id: str, name: str | None, reason: str) -> dict[str, str]:
+    return {
+        "source": source,
+        "account_id": account_id,
+        "account": account_label(account_id, name),
+        "reason": reason,
+    }
 
 
 def staged_details(store: ObjectStore, report_date: date) -> dict[str, Any]:
@@ -307,15 +407,17 @@ def staged_report(store: ObjectStore, report_date: date) -> tuple[pa.Table, dict
 
 
 def _completeness_row(
-    source: SourceConfig, account_id: str, status: str, reason: str | None
+    source: SourceConfig, account_id: str, name: str | None, status: str, reason: str | None
 ) -> dict[str, Any]:
     return {
         "source": source.name,
         "venue": source.kind,
         "account_id": account_id,
+        "account_name": name,
         "expected": True,
         "received": status == "received",
         "failed": status != "received",
+        "listed": status != "vanished",
         "reason": reason,
     }
 

@@ -1,102 +1,381 @@
-"""Stage 4 of the daily job: publish the audited report to files and the warehouse.
+"""Stage 4 of the daily job: publish the audited report of a date as ONE unit.
 
-Runs only after the blocking schema check passed on the staged report (stage -> audit ->
-publish). Both sinks read the same staged report and manifest, so the files and the warehouse
-always hold the same run's rows.
+A date is published to the object store (CSV, JSON, Parquet, quarantine, `_status.json`) and
+to the warehouse (report, quarantine, completeness, status, positions, versions, history,
+restatements). A reader must never see those disagree, so publishing follows one protocol
+with a single commit point (docs/publishing.md):
+
+1. write the new version's files under its own prefix `…/date=D/versions/run=<run_id>/`
+   (immutable; the current files are not touched). A fault here changes nothing;
+2. mark the date `publishing` in `_status.json` (run id, previous run id);
+3. ONE warehouse transaction: archive the current rows to history, replace every per-date
+   table, record the version and its restatements (status row `publishing`). This is the
+   commit point. A fault here rolls the warehouse back and puts the previous `_status.json`
+   back (with the failed attempt noted), so the previous version is what every reader sees;
+4. promote the version's files to the date's fixed keys (server-side copy / hard link), set
+   the warehouse status row to complete/partial, then `_status.json` last. A fault here marks
+   the date `failed` with the cause in both places; a re-run publishes again and converges.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import sqlalchemy as sa
 
-from etl_project import staging
+from etl_project import failpoints, staging
+from etl_project.errors import EtlError
 from etl_project.pipeline import staged_report
 from etl_project.report.columns import SQL_NAMES
-from etl_project.sinks.files import publish_report_files, write_quarantine
+from etl_project.report.serialise import to_csv, to_json, to_parquet
+from etl_project.sinks.account_registry import record_listed
+from etl_project.sinks.files import QUARANTINE_PREFIX, quarantine_bytes, quarantine_key
+from etl_project.sinks.files import report_keys as current_file_keys
 from etl_project.sinks.object_store import ObjectStore
 from etl_project.sinks.operational_tables import (
     COMPLETENESS_TABLE,
     POSITIONS_TABLE,
     REPORT_RUNS_TABLE,
 )
+from etl_project.sinks.report_versions import (
+    Restatement,
+    archive_current,
+    read_restatements,
+    record_version,
+)
 from etl_project.sinks.warehouse import Warehouse, quarantine_rows
 from etl_project.sinks.warehouse_tables import QUARANTINE_TABLE, REPORT_TABLE
 from etl_project.venues.base import Rejected
 
+REPORT_DIR = "reports/settlement_balance"
+_CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "parquet": "application/vnd.apache.parquet",
+}
+#: What `_status.json` says while a date is between its commit point and its last file.
+PUBLISHING = "publishing"
+FAILED = "failed"
 
-def _rejected(details: dict[str, Any]) -> list[Rejected]:
-    return [Rejected(**r) for r in details.get("rejected", [])]
+
+class PublishError(EtlError):
+    """Publishing stopped; one line naming the step and the cause. `committed` says whether
+    the warehouse already holds the new version (the date is then marked failed)."""
+
+    def __init__(self, message: str, *, committed: bool) -> None:
+        super().__init__(message)
+        self.committed = committed
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one publication did: the version, where its files are, what it restated."""
+
+    run_id: str
+    rows: int
+    completeness: str
+    rejected_rows: int
+    uris: dict[str, str]
+    version_prefix: str
+    restatement: Restatement
+    restated: list[dict[str, Any]]
+
+
+def date_dir(report_date: date) -> str:
+    return f"{REPORT_DIR}/date={report_date.isoformat()}/"
 
 
 def status_key(report_date: date) -> str:
-    """Sidecar of the published files: completeness and named gaps of the date."""
-    return f"reports/settlement_balance/date={report_date.isoformat()}/_status.json"
+    """`_status.json` beside the date's files: the one document a file reader checks first."""
+    return date_dir(report_date) + "_status.json"
 
 
-def publish_files(store: ObjectStore, report_date: date) -> dict[str, str]:
-    """Publish the audited report's CSV/JSON/Parquet, its status sidecar and quarantine file."""
+def version_prefix(report_date: date, run_id: str) -> str:
+    """Where one version's files are kept for good."""
+    return f"{date_dir(report_date)}versions/run={run_id}/"
+
+
+def read_status(store: ObjectStore, report_date: date) -> dict[str, Any] | None:
+    """The date's `_status.json`, or None before its first publication."""
+    return staging.get_json(store, status_key(report_date))
+
+
+def publish_report(
+    store: ObjectStore,
+    warehouse: Warehouse,
+    report_date: date,
+) -> Published:
+    """Publish D's audited, staged report everywhere as one unit (see the module docstring).
+
+    `in_transaction(conn, details)` runs inside the commit transaction (e.g. the account
+    registry update). Raises `PublishError` with a one-line cause."""
     report, details = staged_report(store, report_date)
-    uris = publish_report_files(store, report, report_date)
-    uris["quarantine"] = write_quarantine(store, _rejected(details), report_date, details["run_id"])
-    staging.put_json(store, status_key(report_date), _status(report_date, details))
+    run_id: str = details["run_id"]
+    prefix = version_prefix(report_date, run_id)
+    status = _status(report_date, details, prefix)
+    rejected = [Rejected(**r) for r in details.get("rejected", [])]
+
+    store.sweep_temp([date_dir(report_date), f"{QUARANTINE_PREFIX}/date={report_date}/"])
+    payloads = {
+        "csv": to_csv(report),
+        "json": to_json(report),
+        "parquet": to_parquet(report),
+    }
+    files = {fmt: f"{prefix}settlement_balance_{report_date}.{fmt}" for fmt in payloads}
+    files["quarantine"] = f"{prefix}quarantine_{report_date}.json"
+    _step(
+        "write the version's files",
+        lambda: _write_version(store, files, payloads, rejected, report_date, run_id, status),
+        committed=False,
+    )
+    previous = _step("read _status.json", lambda: read_status(store, report_date), False)
+    marker = {
+        **status,
+        "completeness": PUBLISHING,
+        "previous_run_id": (previous or {}).get("run_id"),
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+    _step("mark the date publishing", lambda: _put_status(store, report_date, marker), False)
+    failpoints.hit("publish.before_commit")
+    try:
+        restatement = _commit(store, warehouse, report, details, status, prefix)
+    except Exception as exc:
+        cause = f"warehouse {warehouse.safe_url}: {_cause(exc)}"
+        _restore(store, report_date, previous, status, cause)
+        raise PublishError(f"publish {report_date}: {cause}", committed=False) from exc
+    failpoints.hit("publish.after_commit")
+    try:
+        uris = _promote(store, files, report_date)
+        failpoints.hit("publish.before_final_status")
+        _set_warehouse_state(warehouse, report_date, status["completeness"], None)
+        _put_status(store, report_date, {**status, "previous_run_id": restatement.previous_run_id})
+    except Exception as exc:
+        cause = f"{_where(exc, warehouse)}: {_cause(exc)}"
+        _mark_failed(store, warehouse, report_date, status, cause)
+        raise PublishError(
+            f"publish {report_date}: committed to the warehouse but not to every file ({cause}); "
+            "the date is marked failed until a re-run",
+            committed=True,
+        ) from exc
     uris["status"] = store.uri(status_key(report_date))
+    with warehouse.transaction() as conn:
+        restated = read_restatements(conn, report_date, run_id)
+    return Published(
+        run_id=run_id,
+        rows=report.num_rows,
+        completeness=status["completeness"],
+        rejected_rows=len(rejected),
+        uris=uris,
+        version_prefix=store.uri(prefix),
+        restatement=restatement,
+        restated=restated,
+    )
+
+
+def restatement_markdown(published: Published) -> str:
+    """The restatement of a publication for the materialisation page."""
+    r = published.restatement
+    if r.previous_run_id is None:
+        return "First publication of this date: nothing restated."
+    head = (
+        f"Restates run `{r.previous_run_id}`: {r.added} added, {r.removed} removed, "
+        f"{r.changed} changed (table `settlement_report_restatements`)."
+    )
+    if not published.restated:
+        return head
+    lines = [
+        head,
+        "",
+        "| accountUUID | Ccy | change | old Total | new Total | columns |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in published.restated:
+        old = "" if row["old_total"] is None else format(row["old_total"].normalize(), "f")
+        new = "" if row["new_total"] is None else format(row["new_total"].normalize(), "f")
+        lines.append(
+            f"| {row['account_uuid']} | {row['ccy']} | {row['change']} | {old} | {new} "
+            f"| {row['changed_columns'] or ''} |"
+        )
+    return "\n".join(lines)
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+def _write_version(
+    store: ObjectStore,
+    files: dict[str, str],
+    payloads: dict[str, bytes],
+    rejected: list[Rejected],
+    report_date: date,
+    run_id: str,
+    status: dict[str, Any],
+) -> None:
+    for fmt, data in payloads.items():
+        store.put(files[fmt], data, content_type=_CONTENT_TYPES[fmt])
+    store.put(
+        files["quarantine"],
+        quarantine_bytes(rejected, report_date, run_id),
+        content_type="application/json",
+    )
+    staging.put_json(store, files["csv"].rsplit("/", 1)[0] + "/_status.json", status)
+
+
+def _promote(store: ObjectStore, files: dict[str, str], report_date: date) -> dict[str, str]:
+    """The version's files to the date's fixed keys; each copy is atomic."""
+    targets = current_file_keys(report_date)
+    targets["quarantine"] = quarantine_key(report_date)
+    uris = {}
+    for fmt, target in targets.items():
+        failpoints.hit("publish.promote", target)
+        uris[fmt] = store.copy(files[fmt], target)
     return uris
 
 
-def publish_warehouse(warehouse: Warehouse, store: ObjectStore, report_date: date) -> int:
-    """Replace D's report, quarantine, completeness, status and positions in ONE transaction."""
-    report, details = staged_report(store, report_date)
+def _commit(
+    store: ObjectStore,
+    warehouse: Warehouse,
+    report: pa.Table,
+    details: dict[str, Any],
+    status: dict[str, Any],
+    prefix: str,
+) -> Restatement:
+    """The commit point: every warehouse table of the date in one transaction."""
     run_id = details["run_id"]
+    report_date = date.fromisoformat(status["report_date"])
+    now = datetime.now(UTC)
     warehouse.ensure_schema()
-    status = _status(report_date, details)
-    items: list[tuple[Any, pa.Table, None]] = [
+    previous: list[str | None] = [None]
+    result: list[Restatement] = []
+
+    def before(conn: sa.Connection) -> None:
+        previous[0] = archive_current(conn, report_date, run_id, now)
+
+    def after(conn: sa.Connection) -> None:
+        result.append(
+            record_version(
+                conn,
+                report_date,
+                run_id=run_id,
+                previous_run_id=previous[0],
+                completeness=status["completeness"],
+                report_rows=status["rows"],
+                rejected_rows=status["rejected_rows"],
+                files_prefix=prefix,
+                now=now,
+            )
+        )
+        record_listed(conn, report_date, run_id, _listed(details))
+        failpoints.hit("publish.in_transaction")
+
+    items = _warehouse_items(store, report, details, status, now)
+    warehouse.replace_all(report_date, items, before=before, after=after)
+    return result[0]
+
+
+def _warehouse_items(
+    store: ObjectStore,
+    report: pa.Table,
+    details: dict[str, Any],
+    status: dict[str, Any],
+    now: datetime,
+) -> list[tuple[sa.Table, pa.Table, None]]:
+    run_id = details["run_id"]
+    position_keys = details.get("extra_tables", {}).get("positions", [])
+    rejected = [Rejected(**r) for r in details.get("rejected", [])]
+    status_row = {
+        "completeness": PUBLISHING,
+        "gaps": json.dumps(status["gaps"]),
+        "report_rows": status["rows"],
+        "rejected_rows": status["rejected_rows"],
+        "run_id": run_id,
+        "published_at": now,
+        "cause": None,
+    }
+    items: list[tuple[sa.Table, pa.Table, None]] = [
         (
             REPORT_TABLE,
             report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names]),
             None,
         ),
-        (QUARANTINE_TABLE, quarantine_rows(_rejected(details), run_id), None),
+        (QUARANTINE_TABLE, quarantine_rows(rejected, run_id), None),
         (COMPLETENESS_TABLE, _completeness_table(details["completeness_rows"], run_id), None),
-        (
-            REPORT_RUNS_TABLE,
-            pa.Table.from_pylist(
-                [
-                    {
-                        "completeness": status["completeness"],
-                        "gaps": json.dumps(status["gaps"]),
-                        "report_rows": status["rows"],
-                        "rejected_rows": status["rejected_rows"],
-                        "run_id": run_id,
-                        "published_at": datetime.now(UTC),
-                    }
-                ]
-            ),
-            None,
-        ),
+        (REPORT_RUNS_TABLE, pa.Table.from_pylist([status_row]), None),
     ]
-    positions = [
-        staging.read_parquet(store, key)
-        for key in details.get("extra_tables", {}).get("positions", [])
-    ]
+    positions = [staging.read_parquet(store, key) for key in position_keys]
     if positions:
         table = pa.concat_tables(positions, promote_options="permissive")
-        items.append(
-            (
-                POSITIONS_TABLE,
-                table.append_column("run_id", pa.array([run_id] * table.num_rows)),
-                None,
-            )
-        )
+        table = table.append_column("run_id", pa.repeat(pa.scalar(run_id), table.num_rows))
     else:
-        items.append((POSITIONS_TABLE, pa.table({"run_id": pa.array([], pa.string())}), None))
-    return warehouse.replace_all(report_date, items)[0]
+        table = pa.table({"run_id": pa.array([], pa.string())})
+    items.append((POSITIONS_TABLE, table, None))
+    return items
 
 
-def _status(report_date: date, details: dict[str, Any]) -> dict[str, Any]:
+def _set_warehouse_state(
+    warehouse: Warehouse, report_date: date, completeness: str, cause: str | None
+) -> None:
+    table = REPORT_RUNS_TABLE
+    with warehouse.transaction() as conn:
+        conn.execute(
+            table.update()
+            .where(table.c.report_date == report_date)
+            .values(completeness=completeness, cause=cause)
+        )
+
+
+def _restore(
+    store: ObjectStore,
+    report_date: date,
+    previous: dict[str, Any] | None,
+    status: dict[str, Any],
+    cause: str,
+) -> None:
+    """The commit failed: the previous version is still everywhere, so say so again (or,
+    for a first publication, mark the date failed). Best effort: if the store is down too,
+    `_status.json` keeps saying `publishing`, which no reader takes for published."""
+    attempt = {"run_id": status["run_id"], "cause": cause, "at": datetime.now(UTC).isoformat()}
+    doc = (
+        {**previous, "last_failed_attempt": attempt}
+        if previous and previous.get("completeness") not in (PUBLISHING, None)
+        else {**status, "completeness": FAILED, "cause": cause}
+    )
+    with contextlib.suppress(Exception):
+        _put_status(store, report_date, doc)
+
+
+def _mark_failed(
+    store: ObjectStore, warehouse: Warehouse, report_date: date, status: dict[str, Any], cause: str
+) -> None:
+    """After the commit: the files may be half promoted, so the date is marked failed in
+    both places (each best effort: one of them is what just failed)."""
+    with contextlib.suppress(Exception):
+        _set_warehouse_state(warehouse, report_date, FAILED, cause)
+    with contextlib.suppress(Exception):
+        _put_status(store, report_date, {**status, "completeness": FAILED, "cause": cause})
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _step(what: str, action: Callable[[], Any], committed: bool) -> Any:
+    try:
+        return action()
+    except Exception as exc:
+        raise PublishError(f"publish: {what}: {_cause(exc)}", committed=committed) from exc
+
+
+def _put_status(store: ObjectStore, report_date: date, doc: dict[str, Any]) -> None:
+    staging.put_json(store, status_key(report_date), doc)
+
+
+def _status(report_date: date, details: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {
         "report_date": report_date.isoformat(),
         "run_id": details["run_id"],
@@ -105,7 +384,36 @@ def _status(report_date: date, details: dict[str, Any]) -> dict[str, Any]:
         "rows": details["rows"],
         "rejected_rows": len(details.get("rejected", [])),
         "sources": details.get("sources", {}),
+        "version": prefix,
     }
+
+
+def _where(exc: BaseException, warehouse: Warehouse) -> str:
+    return (
+        f"warehouse {warehouse.safe_url}"
+        if isinstance(exc, sa.exc.SQLAlchemyError)
+        else ("object store")
+    )
+
+
+def _cause(exc: BaseException) -> str:
+    """One line: the innermost exception's message (drivers wrap theirs several times)."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None or (
+        inner.__context__ is not None and not inner.__suppress_context__
+    ):
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    return text
+
+
+def _listed(details: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
+    """The accounts the venues listed today (received or failed, not vanished)."""
+    return [
+        (r["source"], r["venue"], r["account_id"], r.get("account_name"))
+        for r in details["completeness_rows"]
+        if r["account_id"] != "*" and r.get("listed", True)
+    ]
 
 
 def _completeness_table(rows: list[dict[str, Any]], run_id: str) -> pa.Table:
@@ -114,6 +422,7 @@ def _completeness_table(rows: list[dict[str, Any]], run_id: str) -> pa.Table:
             ("source", pa.string()),
             ("venue", pa.string()),
             ("account_id", pa.string()),
+            ("account_name", pa.string()),
             ("expected", pa.bool_()),
             ("received", pa.bool_()),
             ("failed", pa.bool_()),

@@ -13,6 +13,8 @@ from typing import Any
 
 from etl_project import staging
 from etl_project.config import AppConfig, load_config
+from etl_project.pipeline import accounting_line, accounting_rows
+from etl_project.publish import read_status
 from etl_project.sinks.files import quarantine_key, report_keys
 from etl_project.sinks.object_store import ObjectStore, open_store
 
@@ -30,6 +32,8 @@ class RunSummary:
     gaps: list[str] = field(default_factory=list)
     #: Data-quality checks that did not pass: "<check> on <asset>: <summary>".
     failed_checks: list[str] = field(default_factory=list)
+    #: Per source: "<source>: delivered N = published P + dropped all-zero Z + quarantined Q".
+    accounting: list[str] = field(default_factory=list)
 
 
 def run_report(config_path: str, report_date: date, *, quiet: bool = True) -> RunSummary:
@@ -75,7 +79,26 @@ def run_report(config_path: str, report_date: date, *, quiet: bool = True) -> Ru
 def summarise(
     config: AppConfig, report_date: date, run_ok: bool, step_failures: list[str]
 ) -> RunSummary:
+    """What the run left in the store, in an operator's words; a store that cannot be read
+    (S3 down) is one failure line naming it, never a traceback."""
     store = open_store(config.storage)
+    try:
+        return _summarise(store, config, report_date, run_ok, step_failures)
+    except Exception as exc:  # the store (or the warehouse) cannot be read
+        cause = f"object store {_safe_location(config.storage)} unreadable: {first_cause(exc)}"
+        failures = [f for f in step_failures if f]
+        if not any(cause in f for f in failures):
+            failures.append(cause)
+        return RunSummary(report_date, False, failures)
+
+
+def _summarise(
+    store: ObjectStore,
+    config: AppConfig,
+    report_date: date,
+    run_ok: bool,
+    step_failures: list[str],
+) -> RunSummary:
     failures: list[str] = []
     for source in config.sources:
         manifest_key, _ = staging.balances_keys(source.name, report_date)
@@ -87,20 +110,37 @@ def summarise(
     failures.extend(f for f in step_failures if f not in failures)
     report_doc = staging.get_json(store, staging.report_keys(report_date)[0]) or {}
     details = report_doc.get("details", {})
+    status = read_status(store, report_date) or {}
+    published = status.get("run_id") == details.get("run_id") and bool(status)
     summary = RunSummary(
         report_date,
         run_ok and not failures,
         failures,
-        details.get("completeness", "missing"),
+        status.get("completeness", "missing") if published else "missing",
         rows=details.get("rows", 0),
         gaps=[
-            f"{g['source']}/{g['account_id']}: {_first_line(g['reason'])}"
+            f"{g['source']}/{g.get('account', g['account_id'])}: {_first_line(g['reason'])}"
             for g in details.get("gaps", [])
         ],
+        accounting=[accounting_line(row) for row in accounting_rows(details)],
     )
     if run_ok:
         summary.outputs = _outputs(store, config, report_date)
     return summary
+
+
+def first_cause(exc: BaseException) -> str:
+    """The innermost exception's first line: drivers wrap the cause several times."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None or (
+        inner.__context__ is not None and not inner.__suppress_context__
+    ):
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    return _first_line(str(inner)) or type(inner).__name__
+
+
+def _safe_location(location: str) -> str:
+    return location.split("?", 1)[0]
 
 
 def _outputs(store: ObjectStore, config: AppConfig, report_date: date) -> dict[str, str]:

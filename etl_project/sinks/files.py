@@ -63,6 +63,14 @@ def write_quarantine(
     Always written: an empty list replaces a previous run's quarantine for that date. Each
     entry is `{report_date, run_id, source, check, reason, record}`.
     """
+    key = quarantine_key(report_date)
+    store.put(key, quarantine_bytes(rejected, report_date, run_id), content_type="application/json")
+    return store.uri(key)
+
+
+def quarantine_bytes(rejected: Sequence[Rejected], report_date: date, run_id: str) -> bytes:
+    """The quarantine file's content: a JSON array of
+    `{report_date, run_id, source, check, reason, record}`."""
     entries = [
         {
             "report_date": report_date.isoformat(),
@@ -75,9 +83,7 @@ def write_quarantine(
         for r in rejected
     ]
     data = json.dumps(entries, ensure_ascii=False, indent=2, default=_json_default) + "\n"
-    key = quarantine_key(report_date)
-    store.put(key, data.encode("utf-8"), content_type="application/json")
-    return store.uri(key)
+    return data.encode("utf-8")
 
 
 def _json_default(value: object) -> object:

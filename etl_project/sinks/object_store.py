@@ -7,11 +7,18 @@ Keys are always `/`-separated and relative to the store's root, so the layout of
 from __future__ import annotations
 
 import os
+import socket
+import stat
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from etl_project import failpoints
+
+_Keys = list[str]
 
 
 class ObjectStore(ABC):
@@ -44,6 +51,42 @@ class ObjectStore(ABC):
             return False
         return True
 
+    def copy(self, source: str, target: str) -> str:
+        """Copy the object at `source` to `target` atomically; return the target's URI."""
+        return self.put(target, self.get(source))
+
+    def sweep_temp(self, prefixes: Iterable[str]) -> _Keys:
+        """Remove temp objects that a killed writer left under `prefixes`; return their keys.
+
+        Only a local folder has any: an S3 `put_object` is atomic and leaves nothing."""
+        return []
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Published files get the permissions any new file gets (0666 & ~umask), not mkstemp's 0600.
+_FILE_MODE = 0o666 & ~_current_umask()
+_HOST = socket.gethostname().replace("-", "_")
+_TMP = ".tmp-"
+
+
+def _tmp_owner_alive(name: str) -> bool:
+    """Is the writer of temp file `name` (`.tmp-<host>-<pid>-<random>`) still running here?"""
+    parts = name[len(_TMP) :].split("-")
+    if len(parts) < 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return False  # another host's or an old-style temp file: the caller checks its age
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 class LocalObjectStore(ObjectStore):
     """A folder on disk; writes go to a temp file then `os.replace` for atomicity."""
@@ -60,15 +103,60 @@ class LocalObjectStore(ObjectStore):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP}{_HOST}-{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            os.chmod(tmp, _FILE_MODE)
+            failpoints.hit("store.put", key)  # written, not yet in place
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return str(path)
+
+    def copy(self, source: str, target: str) -> str:
+        """A hard link renamed into place: atomic, and no bytes are copied."""
+        src, path = self._path(source), self._path(target)
+        if not src.is_file():
+            raise FileNotFoundError(str(src))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f"{_TMP}{_HOST}-{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            os.link(src, tmp)
+        except OSError:  # a file system without hard links
+            return self.put(target, src.read_bytes())
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return str(path)
+
+    def sweep_temp(self, prefixes: Iterable[str], max_age_seconds: float = 3600.0) -> _Keys:
+        """Delete `.tmp-*` files under `prefixes` whose writer on this host is gone (or, from
+        another host, older than `max_age_seconds`)."""
+        import time
+
+        removed: _Keys = []
+        now = time.time()
+        for prefix in prefixes:
+            base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+            if not base.is_dir():
+                continue
+            for path in base.rglob(f"{_TMP}*"):
+                try:
+                    info = path.lstat()
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(info.st_mode) or _tmp_owner_alive(path.name):
+                    continue
+                foreign = not path.name[len(_TMP) :].startswith(f"{_HOST}-")
+                if foreign and now - info.st_mtime < max_age_seconds:
+                    continue
+                path.unlink(missing_ok=True)
+                removed.append(path.relative_to(self.root).as_posix())
+        return sorted(removed)
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -116,6 +204,7 @@ class S3ObjectStore(ObjectStore):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        failpoints.hit("store.put", key)
         self.client.put_object(
             Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
         )
@@ -148,6 +237,18 @@ class S3ObjectStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def copy(self, source: str, target: str) -> str:
+        """Server-side copy: the bytes never pass through this process."""
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(target),
+                CopySource={"Bucket": self.bucket, "Key": self._key(source)},
+            )
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(self.uri(source)) from None
+        return self.uri(target)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

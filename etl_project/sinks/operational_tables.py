@@ -24,6 +24,12 @@ COMPLETENESS_TABLE = dated_table(
         comment="Venue account id; '*' for a source that failed as a whole",
     ),
     sa.Column(
+        "account_name",
+        sa.Text(),
+        nullable=True,
+        comment="The venue's display name of the account, where it gives one",
+    ),
+    sa.Column(
         "expected",
         sa.Boolean(),
         nullable=False,
@@ -39,7 +45,8 @@ COMPLETENESS_TABLE = dated_table(
         "failed",
         sa.Boolean(),
         nullable=False,
-        comment="The account (or whole source) failed; see reason",
+        comment="The account (or whole source) failed, or vanished from the venue's listing "
+        "since a recent published date; see reason",
     ),
     sa.Column("reason", sa.Text(), nullable=True, comment="The venue's reason for a failure"),
     lineage_column("run_id"),
@@ -49,7 +56,13 @@ COMPLETENESS_TABLE = dated_table(
 REPORT_RUNS_TABLE = dated_table(
     "settlement_report_status",
     "One row per report date: completeness of the published report and its named gaps",
-    sa.Column("completeness", sa.Text(), nullable=False, comment="complete or partial"),
+    sa.Column(
+        "completeness",
+        sa.Text(),
+        nullable=False,
+        comment="complete or partial once published; publishing while the files are being "
+        "promoted; failed when publishing stopped half-way (see cause)",
+    ),
     sa.Column(
         "gaps",
         sa.Text(),
@@ -65,6 +78,12 @@ REPORT_RUNS_TABLE = dated_table(
     ),
     lineage_column("run_id"),
     sa.Column("published_at", TIMESTAMPTZ, nullable=False, comment="When it was published (UTC)"),
+    sa.Column(
+        "cause",
+        sa.Text(),
+        nullable=True,
+        comment="Why publishing failed (completeness = failed); NULL otherwise",
+    ),
     primary_key=(),
 )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,6 +24,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from etl_project.report.columns import SQL_NAMES
+from etl_project.sinks import (  # noqa: F401  (registers their tables)
+    account_registry,
+    operational_tables,
+    report_versions,
+)
 from etl_project.sinks.warehouse_loaders import (
     Loader,
     load_duckdb,
@@ -110,6 +115,11 @@ class Warehouse:
         elif bulk and self.dialect == "postgresql" and self.url.get_driver_name() == "psycopg":
             self._load = load_postgres_copy
 
+    @property
+    def safe_url(self) -> str:
+        """The database URL without its password, for messages."""
+        return self.url.render_as_string(hide_password=True)
+
     # -- schema ---------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
@@ -137,11 +147,16 @@ class Warehouse:
             have: dict[str, str | None] = dict(
                 conn.execute(sa.text(columns_sql), {"t": name}).all()
             )
-            missing = [c.name for c in table.columns if c.name not in have]
-            if missing:
+            missing = [c for c in table.columns if c.name not in have]
+            required = [c.name for c in missing if not c.nullable]
+            if required:
                 raise RuntimeError(
-                    f"warehouse table {table.name} lacks columns {missing}; migrate it"
+                    f"warehouse table {table.name} lacks columns {required}; migrate it"
                 )
+            for column in missing:  # a column added since: nullable, so old rows stay valid
+                ddl = sa.schema.CreateColumn(column).compile(dialect=self.engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {ddl}")
+                have[column.name] = None
             if conn.execute(sa.text(table_sql), {"t": name}).scalar() != table.comment:
                 conn.execute(sa.schema.SetTableComment(table))
             for column in table.columns:
@@ -168,9 +183,16 @@ class Warehouse:
         self,
         report_date: date,
         items: Sequence[tuple[sa.Table, pa.Table, Mapping[str, str] | None]],
+        *,
+        before: Callable[[sa.Connection], None] | None = None,
+        after: Callable[[sa.Connection], None] | None = None,
     ) -> list[int]:
         """Several `replace`s of one date in ONE transaction: BI never sees a half-published
-        date (e.g. the report replaced but its quarantine or completeness rows not yet)."""
+        date (e.g. the report replaced but its quarantine or completeness rows not yet).
+
+        `before` runs after the date's lock is taken and before any delete (e.g. archive the
+        rows being replaced); `after` runs after the inserts (e.g. diff old and new). Both are
+        inside the transaction: if either raises, nothing of the date changes."""
         prepared = []
         for table, rows, scope in items:
             fixed = dict(scope or {})
@@ -187,10 +209,14 @@ class Warehouse:
                     sa.text("SELECT pg_advisory_xact_lock(:k)"),
                     {"k": date_lock_key(report_date)},
                 )
+            if before is not None:
+                before(conn)
             for table, data, where in prepared:
                 conn.execute(sa.delete(table).where(*where))
                 if data.num_rows:
                     self._load(conn, table, data)
+            if after is not None:
+                after(conn)
         return [data.num_rows for _, data, _ in prepared]
 
     def replace_report(self, report: pa.Table, report_date: date) -> int:
@@ -203,6 +229,10 @@ class Warehouse:
     ) -> int:
         """Replace `report_date`'s quarantine rows by `rejected` (record stored as JSON text)."""
         return self.replace(QUARANTINE_TABLE, quarantine_rows(rejected, run_id), report_date)
+
+    def transaction(self) -> AbstractContextManager[sa.Connection]:
+        """One transaction on the warehouse (with DuckDB's in-process turn-taking)."""
+        return self._transaction()
 
     # -- reads ----------------------------------------------------------------------------
 

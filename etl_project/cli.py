@@ -31,9 +31,9 @@ def _date(text: str) -> date:
 
 def _print_summary(summary: RunSummary) -> None:
     state = "OK" if summary.success else "FAILED"
+    for line in summary.failures:  # causes first, then the summary
+        print(f"  failed: {line}", file=sys.stderr, flush=True)
     print(f"{summary.report_date}: {state}, {summary.rows} rows, {summary.completeness}")
-    for line in summary.failures:
-        print(f"  failed: {line}", file=sys.stderr)
     for line in summary.gaps:
         print(f"  gap: {line}")
     for line in summary.accounting:
@@ -61,6 +61,54 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         ok = ok and summary.success
         day += timedelta(days=1)
     return 0 if ok else 1
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    """List the account registry, or retire / reinstate one account of a source."""
+    from etl_project.config import load_config
+    from etl_project.sinks import account_registry as registry
+    from etl_project.sinks.warehouse import Warehouse
+
+    config = load_config(args.config)
+    config.source(args.source) if args.source else None  # a typo is a config error, exit 2
+    warehouse = Warehouse(config.warehouse)
+    try:
+        warehouse.ensure_schema()
+        with warehouse.transaction() as conn:
+            if args.action == "list":
+                for row in registry.read_registry(conn, args.source):
+                    retired = f", retired on {row['retired_on']}" if row["retired_on"] else ""
+                    label = (
+                        f"{row['account_name']} ({row['account_id']})"
+                        if row["account_name"]
+                        else row["account_id"]
+                    )
+                    print(
+                        f"{row['source']}/{label}: first seen {row['first_seen']}, "
+                        f"last seen {row['last_seen']}{retired}"
+                    )
+                return 0
+            if not args.source or not args.account:
+                print(
+                    f"accounts {args.action}: --source and --account are required", file=sys.stderr
+                )
+                return 2
+            if args.action == "retire":
+                found = registry.retire_account(
+                    conn, args.source, args.account, args.on, args.reason or "retired"
+                )
+            else:
+                found = registry.reinstate_account(conn, args.source, args.account)
+    finally:
+        warehouse.dispose()
+    if not found:
+        print(
+            f"accounts {args.action}: {args.source}/{args.account} is not in the registry",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"{args.source}/{args.account}: {args.action}d")
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -194,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", type=_date, required=True)
     backfill.add_argument("--verbose", action="store_true")
     backfill.set_defaults(func=cmd_backfill)
+
+    accounts = sub.add_parser(
+        "accounts", help="the account registry: list, retire or reinstate an account"
+    )
+    accounts.add_argument("action", choices=("list", "retire", "reinstate"))
+    accounts.add_argument("--config", default=env_config, required=env_config is None)
+    accounts.add_argument("--source")
+    accounts.add_argument("--account", help="the venue's account id")
+    accounts.add_argument("--reason", help="why it is retired (recorded)")
+    accounts.add_argument("--on", type=_date, default=today, help="retired from this date")
+    accounts.set_defaults(func=cmd_accounts)
 
     simulate = sub.add_parser("simulate", help="serve the venue simulator on 127.0.0.1")
     simulate.add_argument("--host", default="127.0.0.1")

@@ -7,6 +7,7 @@ here is the very job the schedule and the UI launch.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -52,7 +53,8 @@ def run_report(config_path: str, report_date: date, *, quiet: bool = True) -> Ru
     job = build_definitions(config_path).resolve_job_def(JOB_NAME)
     run_config: dict[str, Any] = {}
     if quiet:
-        run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        # The summary names every failure's cause in one line; tracebacks are for --verbose.
+        run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     with instance or dg.DagsterInstance.ephemeral() as inst:
         result = job.execute_in_process(
@@ -62,7 +64,7 @@ def run_report(config_path: str, report_date: date, *, quiet: bool = True) -> Ru
             raise_on_error=False,
         )
         step_failures = [
-            f"{ev.step_key}: {_first_line(ev.event_specific_data.error.message)}"  # type: ignore[union-attr]
+            f"{ev.step_key}: {root_cause(ev.event_specific_data.error)}"  # type: ignore[union-attr]
             for ev in result.all_events
             if ev.is_step_failure and ev.event_specific_data is not None
         ]
@@ -87,7 +89,7 @@ def summarise(
     except Exception as exc:  # the store (or the warehouse) cannot be read
         cause = f"object store {_safe_location(config.storage)} unreadable: {first_cause(exc)}"
         failures = [f for f in step_failures if f]
-        if not any(cause in f for f in failures):
+        if not any("object store" in f for f in failures):
             failures.append(cause)
         return RunSummary(report_date, False, failures)
 
@@ -127,6 +129,45 @@ def _summarise(
     if run_ok:
         summary.outputs = _outputs(store, config, report_date)
     return summary
+
+
+#: Exception classes that only wrap the cause (Dagster's step and retry machinery).
+_WRAPPERS = ("Dagster", "RetryRequested", "Failure")
+
+
+def root_cause(error: Any) -> str:
+    """One line for a step failure from Dagster's serialised error chain: the first exception
+    raised by our code or a driver (not a Dagster wrapper), named by the place that failed."""
+    chain: list[Any] = []
+    node = error
+    while node is not None and len(chain) < 20:
+        chain.append(node)
+        node = node.cause or node.context
+    chosen = next(
+        (
+            e
+            for e in chain
+            if not e.cls_name.startswith(_WRAPPERS) and "Exceeded max_retries" not in e.message
+        ),
+        chain[0],
+    )
+    if chosen.cls_name == "Failure" or chosen is chain[0]:
+        failure = next((e for e in chain if e.cls_name == "Failure"), chosen)
+        return _first_line(failure.message.removeprefix("dagster._core.definitions.events."))
+    text = _first_line(chosen.message)
+    text = (
+        text.split(": ", 1)[1]
+        if text.startswith(f"{chosen.cls_name}: ")
+        or (text.split(":", 1)[0].endswith(chosen.cls_name))
+        else text
+    )
+    text = re.sub(r"^\([\w.]+\) ", "", text)  # SQLAlchemy's "(psycopg.OperationalError) "
+    module = " ".join(e.cls_name for e in chain)
+    if "Endpoint" in module or "ClientError" in module or "NoCredentials" in module:
+        return f"object store: {text}"
+    if chosen.cls_name in ("OperationalError", "InterfaceError", "DatabaseError"):
+        return f"warehouse: {text}"
+    return text
 
 
 def first_cause(exc: BaseException) -> str:

@@ -122,7 +122,9 @@ def read_view(storage: str, warehouse_url: str, day: date) -> ReaderView:
         csv_rows=None if csv_bytes is None else len(read_csv_rows(csv_bytes)),
         json_rows=None if json_bytes is None else len(read_json_rows(json_bytes)),
         parquet_run_ids=frozenset(
-            () if parquet_bytes is None else read_parquet(parquet_bytes).column("run_id").to_pylist()
+            ()
+            if parquet_bytes is None
+            else read_parquet(parquet_bytes).column("run_id").to_pylist()
         ),
         quarantine_run_ids=frozenset(
             () if quarantine is None else (e["run_id"] for e in json.loads(quarantine))

@@ -142,8 +142,16 @@ def test_s3_cut_while_promoting_marks_the_date_failed_then_rerun_converges(
 def _cli(config: Path, env_extra: dict[str, str]) -> subprocess.Popen[str]:
     env = {**os.environ, **env_extra}
     return subprocess.Popen(
-        [sys.executable, "-m", "etl_project.cli", "run", "--config", str(config),
-         "--date", TODAY.isoformat()],
+        [
+            sys.executable,
+            "-m",
+            "etl_project.cli",
+            "run",
+            "--config",
+            str(config),
+            "--date",
+            TODAY.isoformat(),
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -195,9 +203,7 @@ def test_sigkill_during_json_write_then_later_run_leaves_no_temp_file(
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-def test_sigkill_right_after_commit_marks_publishing_until_rerun(
-    seed003, tmp_path: Path
-) -> None:
+def test_sigkill_right_after_commit_marks_publishing_until_rerun(seed003, tmp_path: Path) -> None:
     storage = str(tmp_path / "lake")
     warehouse = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     config = _config(tmp_path, seed003, storage, warehouse)

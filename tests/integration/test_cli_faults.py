@@ -1,0 +1,77 @@
+"""The command line under a storage or warehouse outage: one line naming the cause, exit 1.
+
+A real `etl-balances run` process, with the object store (boto3 against a closed port) or the
+warehouse (PostgreSQL at a closed port) unreachable: no traceback, no Dagster log, the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FIXTURES, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = "2026-11-20"
+
+
+def _run(tmp_path: Path, storage: str, warehouse: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / f"{DAY}.csv").write_bytes((FIXTURES / "settlement_report_seed000.csv").read_bytes())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"storage: {storage}\n"
+        f"warehouse: {warehouse}\n"
+        "sources:\n"
+        "  - name: settle\n"
+        "    kind: settlement_report\n"
+        f"    location: {tmp_path}/{{date}}.csv\n"
+        "report:\n"
+        "  venue_retries: 0\n"
+        "  start_date: '2026-01-01'\n",
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "etl_project.cli", "run", "--config", str(config), "--date", DAY],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_s3_down_ends_in_one_line_naming_the_store(tmp_path: Path) -> None:
+    done = _run(tmp_path, "s3://etl-down/lake", f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stdout.splitlines() == [f"{DAY}: FAILED, 0 rows, missing"]
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        "  failed: settle__raw_snapshot: object store: Could not connect to the endpoint URL: "
+        '"http://127.0.0.1:'
+    ), line
+    assert "127.0.0.1" in line and "/etl-down" in line
+
+
+def test_warehouse_down_ends_in_one_line_naming_the_warehouse(tmp_path: Path) -> None:
+    port = free_port()
+    done = _run(tmp_path, str(tmp_path / "lake"), f"postgresql+psycopg://etl:pw@127.0.0.1:{port}/x")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "pw@" not in done.stderr + done.stdout
+    lines = done.stderr.splitlines()
+    assert lines, done.stdout
+    assert all("warehouse" in line for line in lines), lines
+    assert any(f"127.0.0.1:{port}" in line or "refused" in line for line in lines), lines
+    assert done.stdout.splitlines()[-1] == f"{DAY}: FAILED, 0 rows, missing"

@@ -145,9 +145,11 @@ def source_assets(
         report_date = partition_date(context)
         outcome = pipeline.stage_balances(config.source(name), object_store.open(), report_date)
         details = outcome.details
+        valid, quarantined = details.get("rows", 0), len(details.get("rejected", []))
         delivered = CheckOutcome(
             outcome.ok,
-            f"{name}: delivered {details.get('rows', 0)} rows"
+            f"{name}: delivered {valid + quarantined} rows ({valid} valid, {quarantined} "
+            "quarantined; all-zero rows are dropped from the report)"
             if outcome.ok
             else outcome.reason or f"{name}: failed",
             {"reason": outcome.reason or "ok"},

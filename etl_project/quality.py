@@ -35,7 +35,8 @@ def completeness(details: Mapping[str, Any]) -> CheckOutcome:
     if state == "complete":
         return CheckOutcome(True, "complete: every expected account was received", {"gaps": 0})
     named = "; ".join(
-        f"{g.get('source', '?')}/{g.get('account_id', '*')}: {g.get('reason') or 'failed'}"
+        f"{g.get('source', '?')}/{g.get('account') or g.get('account_id', '*')}: "
+        f"{g.get('reason') or 'failed'}"
         for g in gaps
     )
     summary = f"{state or 'unknown'}: {named or 'no gaps named'}"

@@ -20,9 +20,11 @@ from etl_project.sinks.warehouse import Warehouse
 
 
 def published_status(warehouse: Warehouse, report_date: date) -> dict[str, Any] | None:
-    """The `settlement_report_status` row of a published date, else None."""
+    """The `settlement_report_status` row of a published date, else None (also while the date
+    is being published or after publishing failed half-way: that is not published)."""
     rows = warehouse.read_table(REPORT_RUNS_TABLE.name, report_date)
-    return rows[0] if rows else None
+    published = [r for r in rows if r["completeness"] in ("complete", "partial")]
+    return published[0] if published else None
 
 
 def completeness(store: ObjectStore, report_date: date) -> CheckOutcome:

@@ -59,7 +59,9 @@ def report_assets(
                 "completeness": details["completeness"],
                 "gaps": dg.MetadataValue.md(
                     "\n".join(
-                        f"- **{g['source']}/{g.get('account', g['account_id'])}**: {g['reason']}"
+                        f"- **{g['source']}**: "
+                        + ("" if g["account_id"] == "*" else f"{g.get('account')}: ")
+                        + g["reason"]
                         for g in gaps
                     )
                     or "none"

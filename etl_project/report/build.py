@@ -4,6 +4,12 @@ concatenate per-source balances -> drop all-zero rows (unless the source keeps t
 by (userUUID, accountUUID, Ccy) in one gather -> add lineage (report_date, snapshot_at per
 source, run_id) -> validate with `ReportModel`, quarantining failing rows (order is kept).
 
+Duplicates follow the one rule of both stages (`validate.split_valid`, spec §3 "Every venue"):
+every row of a repeated (accountUUID, Ccy) goes to quarantine with `duplicate_reason`'s text
+(here also across sources, which the reason names), never summed, never first-wins; the build
+goes on with the other rows. Detection is the model's `pl.len().over(key)` window, the
+reasons one polars group-by over the failing rows: no per-row Python on the valid rows.
+
 Everything is columnar: Arrow compute for the masks and lineage, polars for the sort order.
 """
 

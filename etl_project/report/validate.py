@@ -5,15 +5,18 @@
   rule such as one report date per frame) raise `SchemaViolation`: no row can be trusted;
 - row-level failures remove exactly the failing rows, each returned as a `Rejected` naming
   every check it failed. All rows sharing a duplicated (accountUUID, Ccy) are rejected —
-  there is no way to tell which one is right, so none is kept.
+  there is no way to tell which one is right, so none is kept, and none is summed. Their
+  reason is `duplicate_reason`'s, the same text in the balances and the report stage.
 
-Only failing rows are visited in Python; valid rows stay in Arrow.
+Only failing rows are visited in Python; valid rows stay in Arrow, and the duplicate counts
+are one polars group-by over the failing rows.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -21,6 +24,7 @@ import numpy as np
 import pandera.polars as pa_pl
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
@@ -33,6 +37,58 @@ from etl_project.venues.base import Rejected
 _MISSING = "column_in_dataframe"
 _EXTRA = "column_in_schema"
 _ORDER = "column_ordered"
+
+
+def duplicate_reason(count: int, sources: Sequence[str]) -> str:
+    """Why every row of a repeated (accountUUID, Ccy) is quarantined: how often it was listed,
+    and by which sources when more than one source listed it (the report stage)."""
+    listed = f"duplicate ({', '.join(KEY_COLUMNS)}): listed {count} times"
+    distinct = sorted(set(sources))
+    if len(distinct) <= 1:
+        return f"{listed} by the venue"
+    return f"{listed}, by sources {', '.join(distinct)}"
+
+
+def quarantine_shadowed(
+    table: pa.Table, rejected: Sequence[Rejected]
+) -> tuple[pa.Table, list[Rejected]]:
+    """Rows of one source's balances whose (accountUUID, Ccy) the venue also listed in a row
+    rejected for a bad value: they go to quarantine as duplicates, never "first wins".
+
+    `rejected` are the connector's own rejects; those whose record names an accountUUID and a
+    Ccy count as listings of that key. Returns the kept rows (input order) and the new rejects.
+    """
+    listed: dict[tuple[str, str], int] = defaultdict(int)
+    for r in rejected:
+        account, ccy = r.record.get(KEY_COLUMNS[0]), r.record.get(KEY_COLUMNS[1])
+        if isinstance(account, str) and isinstance(ccy, str):
+            listed[(account, ccy)] += 1
+    if not listed or not table.num_rows:
+        return table, []
+    keys = pc.binary_join_element_wise(
+        table.column(KEY_COLUMNS[0]), table.column(KEY_COLUMNS[1]), _SEP
+    )
+    shadowed = pc.is_in(keys, value_set=pa.array([_SEP.join(k) for k in listed], pa.string()))
+    mask = pc.fill_null(shadowed, False).combine_chunks().to_numpy(zero_copy_only=False)
+    if not mask.any():
+        return table, []
+    moved = table.filter(pa.array(mask))
+    records = _records(moved)
+    for record in records:
+        listed[(record[KEY_COLUMNS[0]], record[KEY_COLUMNS[1]])] += 1
+    out = [
+        Rejected(
+            source=str(record.get("source") or "unknown"),
+            check=CHECK_UNIQUE_KEY,
+            reason=duplicate_reason(listed[(record[KEY_COLUMNS[0]], record[KEY_COLUMNS[1]])], []),
+            record=record,
+        )
+        for record in records
+    ]
+    return table.filter(pa.array(~mask)), out
+
+
+_SEP = "\x1f"  # cannot occur in a UUID or a currency code
 
 
 class SchemaViolation(EtlError):
@@ -135,12 +191,7 @@ def _rejections(rows: pa.Table, indices: np.ndarray, cases: pl.DataFrame) -> lis
     for column, check, index in cases.select("column", "check", "index").iter_rows():
         failures[position[int(index)]].append((str(column), str(check)))
 
-    # How many rows share each duplicated key (all of them are among the failing rows).
-    shared: dict[tuple[Any, ...], int] = defaultdict(int)
-    for n, found in failures.items():
-        if any(check == CHECK_UNIQUE_KEY for _, check in found):
-            shared[tuple(records[n].get(c) for c in KEY_COLUMNS)] += 1
-
+    duplicates = _duplicate_reasons(rows)
     rejected = []
     for n, record in enumerate(records):
         checks: list[str] = []
@@ -149,12 +200,7 @@ def _rejections(rows: pa.Table, indices: np.ndarray, cases: pl.DataFrame) -> lis
             if check not in checks:
                 checks.append(check)
             if check == CHECK_UNIQUE_KEY:
-                key = tuple(record.get(c) for c in KEY_COLUMNS)
-                shown = ", ".join(_shown(v, False) for v in key)
-                reasons.append(
-                    f"{', '.join(KEY_COLUMNS)}: {check} failed for ({shown}),"
-                    f" {shared[key]} rows share this key"
-                )
+                reasons.append(duplicates[n])
             else:
                 value = _shown(record.get(column), column in amounts)
                 reasons.append(f"{column}: {check} failed for {value}")
@@ -168,6 +214,24 @@ def _rejections(rows: pa.Table, indices: np.ndarray, cases: pl.DataFrame) -> lis
             )
         )
     return rejected
+
+
+def _duplicate_reasons(rows: pa.Table) -> list[str]:
+    """Per failing row, the duplicate reason of its key (how many rows, which sources).
+
+    Every row of a duplicated key fails, so counting among the failing rows counts them all.
+    Rows whose key is not duplicated get a reason too; it is only read for duplicates.
+    """
+    columns = [c for c in (*KEY_COLUMNS, "source") if c in rows.column_names]
+    frame = cast(pl.DataFrame, pl.from_arrow(rows.select(columns)))
+    if "source" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.String).alias("source"))
+    source = pl.col("source").fill_null("unknown")
+    counted = frame.select(
+        pl.len().over(KEY_COLUMNS).alias("count"),
+        source.unique().over(KEY_COLUMNS, mapping_strategy="join").alias("sources"),
+    )
+    return [duplicate_reason(count, sources) for count, sources in counted.iter_rows()]
 
 
 def _shown(value: object, amount: bool) -> str:

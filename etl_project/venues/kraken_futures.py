@@ -34,6 +34,9 @@ from etl_project.errors import (
 )
 from etl_project.http import HttpClient, RawResponse, parse_json
 from etl_project.raw import RawSnapshot
+
+# A module import: `report.validate` imports `venues.base`, which loads every connector.
+from etl_project.report import validate as report_validate
 from etl_project.venues.base import Connector, ParsedSnapshot, balances_table
 from etl_project.venues.kraken_futures_auth import NonceSource, authent, endpoint_path
 from etl_project.venues.kraken_futures_parse import map_subaccounts
@@ -131,7 +134,11 @@ class KrakenFuturesConnector(Connector):
         - `User` is `name`, else `fullName`, else the sub-account's `accountUid`.
         - Amounts are the venue's decimals exactly (never floats); an amount that does not fit
           NUMERIC(38,20) goes to `rejected`. A repeated (account, currency) is emitted twice,
-          not summed: report validation quarantines the duplicate.
+          not summed: the balances validation quarantines both rows; when one of them was
+          rejected for a bad value, the other is quarantined here (never "first wins").
+        - A bad value rejects its row, a structurally broken sub-account fails that account,
+          only a broken top level fails the source (see `kraken_futures_parse`). One
+          `AccountStatus` per sub-account, also when the venue lists it twice.
         - With no successful answer stored, raises the venue's error of the last response, so
           a backfill of a failed day fails with the venue's reason.
         """
@@ -145,9 +152,13 @@ class KrakenFuturesConnector(Connector):
                 raise MalformedResponse(name, "snapshot holds no response")
             check_response(snapshot.responses[-1], name)
             raise MalformedResponse(name, "snapshot holds no successful /subaccounts answer")
-        balances, accounts = map_subaccounts(doc, source)
-        table, rejected = balances_table(source, balances)
-        return ParsedSnapshot(balances=table, rejected=rejected, accounts=accounts)
+        mapped = map_subaccounts(doc, source)
+        table, unrepresentable = balances_table(source, mapped.balances)
+        rejected = [*mapped.rejected, *unrepresentable]
+        table, shadowed = report_validate.quarantine_shadowed(table, rejected)
+        return ParsedSnapshot(
+            balances=table, rejected=[*rejected, *shadowed], accounts=mapped.accounts
+        )
 
 
 def _reveal(value: str) -> str:

@@ -5,7 +5,8 @@ One platform connection fronts many exchange accounts (Bybit, Binance, OKXDEX, â
 
 `fetch`:
 1. `GET {base_url}/api/accounts/` (without `include_archived`): the account listing. Archived
-   accounts (`archived: true`) are dropped on our side as well.
+   accounts (`archived: true`) are dropped on our side as well; an account listed twice is
+   requested once, a broken entry not at all (parse reports it as a failed account).
 2. `GET {base_url}/api/sor/get_cached_account_balance?account_names=<a,b,â€¦>` for the names of
    the remaining accounts, `batch_size` names per call. Decimals arrive as strings; `errors[]`
    names the accounts whose balances the platform could not fetch.
@@ -35,6 +36,9 @@ from etl_project.errors import (
 )
 from etl_project.http import HttpClient, RawResponse, parse_json
 from etl_project.raw import RawSnapshot
+
+# A module import: `report.validate` imports `venues.base`, which loads every connector.
+from etl_project.report import validate as report_validate
 from etl_project.venues.base import Connector, ParsedSnapshot, balances_table
 from etl_project.venues.platform_mapping import map_accounts
 from etl_project.venues.platform_redact import RedactingRecorder
@@ -108,7 +112,9 @@ class PlatformConnector(Connector):
         name = self.source.name
 
         listing = check_response(http.get(base + ACCOUNTS_PATH, headers=headers), name, [token])
-        names = [a.name for a in listed_accounts(listing, name) if not a.archived]
+        # One request per account: an account listed twice, or broken, is not asked twice/at all.
+        accounts = listed_accounts(listing, name)
+        names = list(dict.fromkeys(a.name for a in accounts if not a.archived and not a.problem))
         size = settings.batch_size
         for start in range(0, len(names), size):
             params = {"account_names": ",".join(names[start : start + size])}
@@ -155,10 +161,12 @@ class PlatformConnector(Connector):
         if not cached and failed_cached and any(not a.archived for a in listing):
             _raise_for(snapshot, failed_cached, name, "no successful cached-balance answer")
         mapped = map_accounts(listing, cached, source)
-        table, rejected = balances_table(source, mapped.balances)
+        table, unrepresentable = balances_table(source, mapped.balances)
+        rejected = [*mapped.rejected, *unrepresentable]
+        table, shadowed = report_validate.quarantine_shadowed(table, rejected)
         return ParsedSnapshot(
             balances=table,
-            rejected=[*mapped.rejected, *rejected],
+            rejected=[*rejected, *shadowed],
             accounts=mapped.accounts,
             extra_tables={"positions": mapped.positions},
         )

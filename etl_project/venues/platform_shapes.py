@@ -1,8 +1,9 @@
 """Shapes and readers of the multi-exchange platform's answers (used by `platform_mapping`).
 
 Top-level shapes (`listed_accounts`, `cached_lists`) raise `MalformedResponse`: the source fails.
-The readers raise `EntryProblem` for one balance object (that account fails) or return problems
-per value (that row is rejected).
+One broken listing entry is a `ListedAccount` with a `problem` (that account fails, never
+requested). The readers raise `EntryProblem` for one balance object (that account fails) or
+return problems per value (that row is rejected).
 """
 
 from __future__ import annotations
@@ -17,21 +18,25 @@ import pyarrow as pa
 
 from etl_project.errors import MalformedResponse
 from etl_project.http import json_kind
+from etl_project.identity import normalise_ccy
 from etl_project.report.columns import AMOUNT_TYPE
 
 __all__ = [
     "ACCOUNTS_WHERE",
+    "ASSET_KEYS",
     "CACHED_WHERE",
     "POSITIONS_SCHEMA",
     "POSITION_AMOUNTS",
     "EntryProblem",
     "ListedAccount",
     "amounts",
+    "asset_fields",
     "cached_lists",
     "exact_sum",
     "listed_accounts",
     "optional_text",
     "read_user_id",
+    "settlement_ccy",
     "shown",
     "text",
 ]
@@ -69,9 +74,11 @@ _EXACT = Context(prec=200, traps=[Inexact, InvalidOperation])
 class ListedAccount:
     """One entry of `GET /api/accounts/` (only what the mapping needs; never credentials)."""
 
-    id: str  # lower-cased
+    id: str  # lower-cased; a broken entry without one: its position `accounts[<i>]`
     name: str
     archived: bool
+    #: Why the entry cannot be requested or mapped (a failed account), None when it is sound.
+    problem: str | None = None
 
 
 class EntryProblem(Exception):
@@ -82,7 +89,12 @@ class EntryProblem(Exception):
 
 
 def listed_accounts(doc: Any, source: str) -> list[ListedAccount]:
-    """The account listing: a JSON array, or a page `{"results": [...]}` without a `next`."""
+    """The account listing: a JSON array, or a page `{"results": [...]}` without a `next`.
+
+    One entry per account id, in listing order: an id listed twice is one account (a sound
+    entry wins over a broken one). A broken entry (not an object, no `id` or `name`, a
+    non-boolean `archived`) is kept with its `problem`, so it is reported as a failed account.
+    """
     items = doc
     if isinstance(doc, dict) and "results" in doc:
         if doc.get("next"):
@@ -92,19 +104,30 @@ def listed_accounts(doc: Any, source: str) -> list[ListedAccount]:
         raise MalformedResponse(
             source, f"{ACCOUNTS_WHERE}: must be an array, got {json_kind(items)}"
         )
-    out: list[ListedAccount] = []
+    out: dict[str, ListedAccount] = {}
     for i, item in enumerate(items):
-        try:
-            if not isinstance(item, dict):
-                raise EntryProblem(f"must be an object, got {json_kind(item)}")
-            archived = item.get("archived")
-            if archived is not None and not isinstance(archived, bool):
-                raise EntryProblem(f"archived must be a boolean, got {json_kind(archived)}")
-            account_id = text(item, "id").lower()
-            out.append(ListedAccount(account_id, text(item, "name"), archived is True))
-        except EntryProblem as exc:
-            raise MalformedResponse(source, f"{ACCOUNTS_WHERE}: [{i}] {exc}") from None
-    return out
+        account = _listed(item, i)
+        before = out.get(account.id)
+        if before is None or (before.problem is not None and account.problem is None):
+            out[account.id] = account
+    return list(out.values())
+
+
+def _listed(item: Any, index: int) -> ListedAccount:
+    """One listing entry; a broken one carries its problem and whatever id/name it has."""
+    if not isinstance(item, dict):
+        problem = f"{ACCOUNTS_WHERE}: [{index}] must be an object, got {json_kind(item)}"
+        return ListedAccount(f"accounts[{index}]", "", False, problem)
+    raw_id, raw_name = optional_text(item, "id"), optional_text(item, "name")
+    account_id = raw_id.lower() if raw_id else f"accounts[{index}]"
+    try:
+        archived = item.get("archived")
+        if archived is not None and not isinstance(archived, bool):
+            raise EntryProblem(f"archived must be a boolean, got {json_kind(archived)}")
+        return ListedAccount(text(item, "id").lower(), text(item, "name"), archived is True)
+    except EntryProblem as exc:
+        problem = f"{ACCOUNTS_WHERE}: [{index}] {exc}"
+        return ListedAccount(account_id, raw_name or "", False, problem)
 
 
 def cached_lists(doc: Any, source: str) -> tuple[list[Any], list[Any]]:
@@ -122,6 +145,33 @@ def cached_lists(doc: Any, source: str) -> tuple[list[Any], list[Any]]:
 
 
 # --- readers -----------------------------------------------------------------------------
+
+#: What every asset must name; an asset without one of them is a rejected row.
+ASSET_KEYS = ("asset_type", "symbol", "wallet_type")
+
+
+def asset_fields(asset: Any, index: int) -> tuple[dict[str, str | None], list[str]]:
+    """`asset_type`, `symbol`, `wallet_type` of one asset (None where unreadable), and a
+    problem per unreadable one (the row is then rejected, the account goes on)."""
+    if not isinstance(asset, dict):
+        return dict.fromkeys(ASSET_KEYS), [
+            f"assets[{index}] must be an object, got {json_kind(asset)}"
+        ]
+    fields: dict[str, str | None] = {}
+    problems: list[str] = []
+    for key in ASSET_KEYS:
+        try:
+            fields[key] = text(asset, key)
+        except EntryProblem as exc:
+            fields[key] = None
+            problems.append(str(exc))
+    return fields, problems
+
+
+def settlement_ccy(symbol: str) -> str | None:
+    """The settlement currency of a position: after the last `-` (`BTC:PERP-USDT` -> USDT)."""
+    tail = symbol.rpartition("-")[2].strip() if "-" in symbol else ""
+    return normalise_ccy(tail) if tail else None
 
 
 def amounts(

@@ -6,7 +6,8 @@
 - Accounts: every page, following `__next` (absolute or relative, same host as `base_url`
   only: the bearer token is never sent elsewhere), else `$skip`/`$top` while `__count` says
   more remain (or, without `__count`, while pages come back full). A listing failure fails
-  the whole source.
+  the whole source. An `AccountKey` on two pages is fetched once; a broken entry is not
+  fetched (parse reports it as a failed account, see `saxo_listing`).
 - Balances: one call per account (`ClientKey`, `AccountKey`, `FieldGroups`). One account's
   failure (after the HTTP layer's retries) is logged and recorded, and the others go on;
   `parse` reports it as a failed account with the venue's reason.
@@ -31,13 +32,17 @@ from etl_project.raw import RawSnapshot
 from etl_project.venues.base import Connector, ParsedSnapshot
 from etl_project.venues.saxo_auth import TokenProvider, default_token_url
 from etl_project.venues.saxo_limits import SlidingWindowLimiter
-from etl_project.venues.saxo_parse import (
+from etl_project.venues.saxo_listing import (
     ACCOUNTS_PATH,
-    BALANCES_PATH,
+    Listed,
     SaxoAccount,
+    merge_accounts,
+    page_accounts,
+)
+from etl_project.venues.saxo_parse import (
+    BALANCES_PATH,
     failure_reason,
     map_snapshot,
-    page_accounts,
     response_error,
 )
 
@@ -51,6 +56,9 @@ FIELD_GROUPS = "CalculateCashForTrading"
 MAX_PAGE_SIZE = 1000
 #: A listing longer than this many pages is taken as a paging loop at the venue.
 MAX_PAGES = 10_000
+#: Pages in a row that add no new account before the listing is taken as a paging loop (one
+#: page that only overlaps earlier ones is the venue repeating an account, not a loop).
+MAX_STALE_PAGES = 2
 
 
 @dataclass(frozen=True)
@@ -146,13 +154,15 @@ class SaxoConnector(Connector):
         http.before_request = _chain(saved[0], self.limiter.acquire)
         http.after_response = _chain(saved[1], self.limiter.observe)
         try:
-            accounts = self.list_accounts()
+            listed = self.list_accounts()
+            accounts = [a for a in listed if isinstance(a, SaxoAccount)]
             failed = 0
             for account in accounts:
                 if not self._fetch_balances(account):
                     failed += 1
-            log.info("%s: balances of %d account(s) fetched, %d failed",
-                     self.source.name, len(accounts) - failed, failed)  # fmt: skip
+            log.info("%s: balances of %d account(s) fetched, %d failed, %d not fetchable",
+                     self.source.name, len(accounts) - failed, failed,
+                     len(listed) - len(accounts))  # fmt: skip
         finally:
             http.before_request, http.after_response = saved
             self.tokens.close()
@@ -164,27 +174,27 @@ class SaxoConnector(Connector):
 
     # --- calls ---------------------------------------------------------------------------
 
-    def list_accounts(self) -> list[SaxoAccount]:
-        """Every page of `accounts/me`; a failed or malformed page raises (whole source)."""
+    def list_accounts(self) -> list[Listed]:
+        """Every page of `accounts/me`, once per `AccountKey`; a failed or unreadable page
+        raises (whole source)."""
         page_size = self.settings.page_size
         url = f"{self.base_url}/{ACCOUNTS_PATH}"
         params: dict[str, str] | None = {"$top": str(page_size)}
-        accounts: dict[str, SaxoAccount] = {}
+        accounts: dict[str, Listed] = {}
         visited: set[str] = set()
-        received = 0
+        received = stale = 0
         for _ in range(MAX_PAGES):
             raw = self.get(url, params)
             if raw.status != 200:
                 raise response_error(raw, self.source.name)
             doc = parse_json(raw.body, self.source.name, f"/{ACCOUNTS_PATH}")
-            page = page_accounts(doc, self.source.name, f"/{ACCOUNTS_PATH}")
+            page = page_accounts(doc, self.source.name, f"/{ACCOUNTS_PATH}", received)
             received += len(page)
-            known = len(accounts)
-            for account in page:
-                accounts.setdefault(account.account_key, account)
-            if page and len(accounts) == known:
+            stale = stale + 1 if page and not merge_accounts(accounts, page) else 0
+            if stale >= MAX_STALE_PAGES:
                 raise MalformedResponse(
-                    self.source.name, f"/{ACCOUNTS_PATH}: a page repeats earlier accounts (loop)"
+                    self.source.name,
+                    f"/{ACCOUNTS_PATH}: {stale} pages in a row repeat earlier accounts (loop)",
                 )
             following = doc.get("__next")
             if page and isinstance(following, str) and following.strip():

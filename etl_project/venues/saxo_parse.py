@@ -1,18 +1,20 @@
 """Saxo OpenAPI responses -> canonical balances (spec §3 "Saxo OpenAPI"), pure functions only.
 
 The expected accounts are the union of every successfully answered `GET /port/v1/accounts/me`
-page of the snapshot; each one's balances answer is the *last* recorded
-`GET /port/v1/balances` whose `AccountKey` query parameter is that account's key (retries and
-re-tries after a token refresh record earlier answers first). See docs/mapping.md for the
-column mapping and every choice made where the spec is silent.
+page of the snapshot (one per `AccountKey`, see `saxo_listing`); each one's balances answer is
+the *last* recorded `GET /port/v1/balances` whose `AccountKey` query parameter is that
+account's key (retries and re-tries after a token refresh record earlier answers first).
+
+Failure rules (docs/mapping.md): an unreadable listing fails the source; a broken listing
+entry, a failed balances call or a balances body that is not a JSON object fails that
+account; a missing or non-numeric figure or `Currency` rejects the account's row to
+quarantine (the account counts as received, its answer arrived).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,12 +28,26 @@ from etl_project.errors import (
 from etl_project.http import RawResponse, parse_json
 from etl_project.identity import derived_uuid, normalise_ccy
 from etl_project.raw import RawSnapshot
+
+# A module import: `report.validate` imports `venues.base`, which loads every connector.
+from etl_project.report import validate as report_validate
+from etl_project.venues import json_values as js
 from etl_project.venues.base import (
     AccountStatus,
     Balance,
     ParsedSnapshot,
     Rejected,
     balances_table,
+)
+from etl_project.venues.saxo_listing import (
+    ACCOUNTS_PATH,
+    BrokenAccount,
+    Listed,
+    SaxoAccount,
+    merge_accounts,
+    one_line,
+    page_accounts,
+    saxo_key,
 )
 
 __all__ = [
@@ -41,12 +57,10 @@ __all__ = [
     "SaxoAccount",
     "failure_reason",
     "map_snapshot",
-    "page_accounts",
     "response_error",
     "saxo_key",
 ]
 
-ACCOUNTS_PATH = "port/v1/accounts/me"
 BALANCES_PATH = "port/v1/balances"
 #: `wallet` trace value: a Saxo account is a single wallet (its type is in `subMainType`).
 WALLET = "account"
@@ -64,24 +78,8 @@ _ABSOLUTE = {"Collateral": "MarginUsedByCurrentPositions", "Brokerage": "CostToC
 _UNSETTLED = "TransactionsNotBooked"
 
 
-def saxo_key(value: str) -> str:
-    """A Saxo key as used inside uuid5 names: a canonical UUID lower-cased (spec §2), any
-    other key (Saxo's base64-like keys are case-sensitive) exactly as given."""
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        return value
-    return str(parsed) if str(parsed) == value.lower() else value
-
-
 def _is(url: str, path: str) -> bool:
     return urlsplit(url).path.rstrip("/").endswith("/" + path)
-
-
-def _text(value: Any, limit: int = 200) -> str | None:
-    if not isinstance(value, str):
-        return None
-    return " ".join(value.split())[:limit] or None
 
 
 def failure_reason(raw: RawResponse) -> str:
@@ -92,8 +90,8 @@ def failure_reason(raw: RawResponse) -> str:
         doc = None
     if raw.status == 200:
         return "HTTP 200 body is not a JSON object" if not isinstance(doc, dict) else "HTTP 200"
-    code = _text(doc.get("ErrorCode"), 80) if isinstance(doc, dict) else None
-    message = _text(doc.get("Message")) if isinstance(doc, dict) else None
+    code = one_line(doc.get("ErrorCode"), 80) if isinstance(doc, dict) else None
+    message = one_line(doc.get("Message")) if isinstance(doc, dict) else None
     return f"HTTP {raw.status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
 
 
@@ -104,57 +102,11 @@ def response_error(raw: RawResponse, source: str, note: str = "") -> VenueError:
         doc = json.loads(raw.body)
     except (ValueError, UnicodeDecodeError):
         doc = None
-    code = _text(doc.get("ErrorCode"), 80) if isinstance(doc, dict) else None
+    code = one_line(doc.get("ErrorCode"), 80) if isinstance(doc, dict) else None
     message = f"{where} answered {failure_reason(raw)}" + (f" {note}" if note else "")
     # A 200 that still failed is the venue not answering in the documented shape.
     kind = MalformedResponse if raw.status == 200 else error_for_status(raw.status)
     return kind(source, message, code=code, status=raw.status)
-
-
-@dataclass(frozen=True)
-class SaxoAccount:
-    """What the report needs of one `accounts/me` entry."""
-
-    account_key: str
-    client_key: str
-    client_id: str
-    account_type: str
-    group_key: str  # AccountGroupKey, else the ClientKey (the client's default group)
-    group_name: str | None
-
-
-def page_accounts(doc: Any, source: str, where: str) -> list[SaxoAccount]:
-    """The accounts of one decoded `accounts/me` page; a malformed entry names its JSON path."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("Data"), list):
-        raise MalformedResponse(source, f"{where}: answer has no Data array")
-    accounts = []
-    for i, item in enumerate(doc["Data"]):
-        path = f"{where}: Data[{i}]"
-        if not isinstance(item, dict):
-            raise MalformedResponse(source, f"{path} must be an object")
-
-        def text(key: str, item: Mapping[str, Any] = item, path: str = path) -> str:
-            value = item.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise MalformedResponse(source, f"{path}.{key} must be a non-empty string")
-            return value.strip()
-
-        client_key = text("ClientKey")
-        client_id = item.get("ClientId")
-        if isinstance(client_id, Decimal) and client_id == client_id.to_integral_value():
-            client_id = format(client_id, "f")
-        group_key = item.get("AccountGroupKey")
-        accounts.append(
-            SaxoAccount(
-                account_key=text("AccountKey"),
-                client_key=client_key,
-                client_id=_text(client_id) or client_key,
-                account_type=text("AccountType"),
-                group_key=_text(group_key) or client_key,
-                group_name=_text(item.get("AccountGroupName")),
-            )
-        )
-    return accounts
 
 
 def map_snapshot(snapshot: RawSnapshot, source: SourceConfig) -> ParsedSnapshot:
@@ -173,60 +125,65 @@ def map_snapshot(snapshot: RawSnapshot, source: SourceConfig) -> ParsedSnapshot:
     rejected: list[Rejected] = []
     statuses: list[AccountStatus] = []
     for account in accounts:
-        raw_answer = answers.get(account.account_key)
-        if raw_answer is None:
-            reason: str | None = "no response recorded"
+        if isinstance(account, BrokenAccount):
+            reason: str | None = account.reason
+        elif (raw_answer := answers.get(account.account_key)) is None:
+            reason = "no response recorded"
         elif raw_answer.status != 200:
             reason = failure_reason(raw_answer)
         else:
             reason = _map_account(account, raw_answer, source, balances, rejected)
         status = "received" if reason is None else "failed"
-        statuses.append(AccountStatus(account.account_key, status, reason))
+        statuses.append(AccountStatus(account.account_id, status, reason, account.name))
     table, unrepresentable = balances_table(source, balances)
-    return ParsedSnapshot(balances=table, rejected=[*rejected, *unrepresentable], accounts=statuses)
+    rejected += unrepresentable
+    table, shadowed = report_validate.quarantine_shadowed(table, rejected)
+    return ParsedSnapshot(balances=table, rejected=[*rejected, *shadowed], accounts=statuses)
 
 
-def _expected_accounts(snapshot: RawSnapshot, name: str) -> list[SaxoAccount]:
+def _expected_accounts(snapshot: RawSnapshot, name: str) -> list[Listed]:
+    """Every account of the snapshot's successful listing pages, once per `AccountKey`."""
     listing = [r for r in snapshot.responses if _is(r.url, ACCOUNTS_PATH)]
     if not listing:
         raise MalformedResponse(name, f"snapshot holds no /{ACCOUNTS_PATH} answer")
     pages = [r for r in listing if r.status == 200]
     if not pages:
         raise response_error(listing[-1], name)
-    seen: dict[str, SaxoAccount] = {}
+    seen: dict[str, Listed] = {}
+    offset = 0
     for raw in pages:
         doc = parse_json(raw.body, name, f"/{ACCOUNTS_PATH}")
-        for account in page_accounts(doc, name, f"/{ACCOUNTS_PATH}"):
-            seen.setdefault(account.account_key, account)
+        page = page_accounts(doc, name, f"/{ACCOUNTS_PATH}", offset)
+        merge_accounts(seen, page)
+        offset += len(page)
     return list(seen.values())
 
 
-class _Missing(Exception):
-    """A balances answer lacks a field the mapping needs (that account fails, others go on)."""
+_FIGURES = (*_DIRECT.values(), *_ABSOLUTE.values(), _UNSETTLED)
 
 
-def _number(doc: Mapping[str, Any], key: str) -> Decimal:
-    value = doc.get(key)
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float):  # NaN / Infinity literals: rejected later as not finite
-        return Decimal(repr(value))
-    raise _Missing(f"balances: {key} is missing" if value is None else f"balances: {key} "
-                   "must be a number")  # fmt: skip
-
-
-def _amounts(doc: Mapping[str, Any]) -> dict[str, Decimal]:
-    amounts = {column: _number(doc, key) for column, key in _DIRECT.items()}
+def _amounts(doc: Mapping[str, Any]) -> tuple[dict[str, Decimal], list[str]]:
+    """The report amounts of a balances answer, and a problem per missing/non-numeric figure."""
+    figures: dict[str, Decimal] = {}
+    problems: list[str] = []
+    for key in _FIGURES:
+        try:
+            figures[key] = js.number(doc, key, "")
+        except js.ValueProblem as exc:
+            problems.append(f"balances: {exc}")
+    if problems:
+        return {}, problems
+    amounts = {column: figures[key] for column, key in _DIRECT.items()}
     for column, key in _ABSOLUTE.items():
-        amounts[column] = _number(doc, key).copy_abs()  # exact: no context rounding
-    pending = _number(doc, _UNSETTLED)
+        amounts[column] = figures[key].copy_abs()  # exact: no context rounding
+    pending = figures[_UNSETTLED]
     zero = Decimal(0)
     if not pending.is_finite():
         amounts["Unsettle Buy"] = amounts["Unsettle Sell"] = pending
     else:
         amounts["Unsettle Buy"] = pending.copy_negate() if pending < 0 else zero
         amounts["Unsettle Sell"] = pending if pending > 0 else zero
-    return amounts
+    return amounts, []
 
 
 def _map_account(
@@ -236,29 +193,32 @@ def _map_account(
     balances: list[Balance],
     rejected: list[Rejected],
 ) -> str | None:
-    """Map one balances answer; returns why the account failed, or None when it was received."""
+    """Map one balances answer; returns why the account failed, or None when it was received
+    (its row then is a balance, or a quarantine entry saying why it is not one)."""
     try:
         doc = parse_json(raw.body, source.name, f"/{BALANCES_PATH}")
     except MalformedResponse:
         return "HTTP 200 body is not valid JSON"
     if not isinstance(doc, dict):
         return "HTTP 200 body is not a JSON object"
-    currency = _text(doc.get("Currency"), 40)
-    if currency is None:
-        return "balances: Currency is missing"
+    try:
+        currency: str | None = normalise_ccy(js.text(doc, "Currency", ""))
+        currency_problem = None
+    except js.ValueProblem as exc:
+        currency, currency_problem = None, f"balances: {exc}"
     user_uuid = derived_uuid(f"saxo:client:{saxo_key(account.client_key)}")
     account_uuid = derived_uuid(f"saxo:account:{saxo_key(account.account_key)}")
+    record: dict[str, Any] = {
+        "userUUID": user_uuid, "accountUUID": account_uuid,
+        "Ccy": currency,
+        "venue_account_id": account.account_key, "wallet": WALLET,
+    }  # fmt: skip
+    # The venue's values, exactly, as text (a bad one as sent).
+    record.update({k: js.shown(doc[k]) for k in ("Currency", *_FIGURES) if k in doc})
     reliability = doc.get("CalculationReliability")
     if reliability != RELIABLE:
-        shown = _text(reliability, 60)
-        record: dict[str, Any] = {
-            "userUUID": user_uuid, "accountUUID": account_uuid, "Ccy": normalise_ccy(currency),
-            "venue_account_id": account.account_key, "wallet": WALLET,
-            "CalculationReliability": shown,
-        }  # fmt: skip
-        for key in (*_DIRECT.values(), *_ABSOLUTE.values(), _UNSETTLED):
-            if isinstance(doc.get(key), Decimal):
-                record[key] = format(doc[key], "f")  # the venue's values, exactly, as text
+        shown = one_line(reliability, 60)
+        record["CalculationReliability"] = shown
         reason = (
             f"CalculationReliability is {shown!r}, not {RELIABLE!r}"
             if shown is not None
@@ -266,10 +226,19 @@ def _map_account(
         )
         rejected.append(Rejected(source.name, "calculation_reliability", reason, record))
         return None
-    try:
-        amounts = _amounts(doc)
-    except _Missing as exc:
-        return str(exc)
+    checks: list[str] = []
+    problems: list[str] = []
+    if currency_problem is not None:
+        checks.append(js.CHECK_VALUE)
+        problems.append(currency_problem)
+    amounts, bad_figures = _amounts(doc)
+    if bad_figures:
+        checks.append(js.CHECK_DECIMAL)
+        problems += bad_figures
+    if problems:
+        rejected.append(Rejected(source.name, ", ".join(checks), "; ".join(problems), record))
+        return None
+    assert currency is not None
     balances.append(
         Balance(
             user_uuid=user_uuid,
@@ -279,7 +248,7 @@ def _map_account(
             user=account.client_id,
             email=None,
             sub_main_type=account.account_type,
-            ccy=normalise_ccy(currency),
+            ccy=currency,
             venue_account_id=account.account_key,
             wallet=WALLET,
             amounts=amounts,

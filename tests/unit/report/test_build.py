@@ -170,6 +170,48 @@ def test_invalid_rows_are_quarantined_with_lineage_in_the_record() -> None:
     assert record["Total"] == "2"
 
 
+def test_duplicates_in_the_report_stage_are_all_quarantined_with_one_reason() -> None:
+    """One rule in both stages: every row of a repeated (accountUUID, Ccy) is quarantined,
+    never summed, never first-wins; the run goes on with the other rows."""
+    kraken = table(
+        row("kraken", 1, 10, "BTC", Total="1"),
+        row("kraken", 1, 10, "BTC", Total="1"),  # the venue listed it twice
+        row("kraken", 1, 10, "ETH", Total="2"),
+        row("kraken", 1, 10, "USD"),  # all zero: dropped before validation, not quarantined
+        row("kraken", 1, 10, "USD"),
+    )
+    saxo = table(row("saxo", 2, 10, "ETH", Total="5"), row("saxo", 2, 20, "EUR", Total="7"))
+
+    report, rejected = build(kraken, saxo)
+
+    assert keys(report) == [("saxo", u(20), "EUR")]
+    assert [(r.source, r.check, r.reason, r.record["Ccy"], r.record["Total"])
+            for r in rejected] == [
+        ("kraken", "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 2 times by the venue", "BTC", "1"),
+        ("kraken", "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 2 times by the venue", "BTC", "1"),
+        ("kraken", "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 2 times, by sources kraken, saxo", "ETH", "2"),
+        ("saxo", "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 2 times, by sources kraken, saxo", "ETH", "5"),
+    ]  # fmt: skip
+    assert {r.record["report_date"] for r in rejected} == {"2024-05-01"}
+
+
+def test_many_duplicates_do_not_slow_or_break_the_build() -> None:
+    rows = [row("kraken", 1, n // 2, "BTC", Total=str(n + 1)) for n in range(20_000)]
+    rows.append(row("kraken", 1, 99_999, "BTC", Total="1"))
+
+    report, rejected = build(table(*rows))
+
+    assert keys(report) == [("kraken", u(99_999), "BTC")]
+    assert len(rejected) == 20_000
+    assert {r.reason for r in rejected} == {
+        "duplicate (accountUUID, Ccy): listed 2 times by the venue"
+    }
+
+
 def test_empty_input_gives_an_empty_report_with_the_schema() -> None:
     for inputs in ([], [BALANCES_SCHEMA.empty_table()], [table(row("kraken", 1, 1, "BTC"))]):
         report, rejected = build_report(inputs, report_date=D, run_id="r", snapshot_at=SNAPSHOTS)

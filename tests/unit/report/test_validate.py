@@ -15,7 +15,8 @@ import pytest
 from etl_project.errors import EtlError
 from etl_project.report.columns import AMOUNT_COLUMNS, BALANCES_SCHEMA, REPORT_SCHEMA
 from etl_project.report.schema import BalancesModel, ReportModel
-from etl_project.report.validate import SchemaViolation, split_valid
+from etl_project.report.validate import SchemaViolation, quarantine_shadowed, split_valid
+from etl_project.venues.base import Rejected
 
 
 def row(n: int, **changes: Any) -> dict[str, Any]:
@@ -208,3 +209,74 @@ def test_large_string_columns_from_polars_are_accepted() -> None:
     valid, rejected = split_valid(from_polars, BalancesModel)
     assert valid.num_rows == 1 and valid.schema.equals(from_polars.schema)
     assert rejected[0].check == "non_blank_text"
+
+
+# ------------------------------------------------------------------------- duplicates
+
+
+def test_duplicate_key_rejects_every_row_in_the_balances_stage_with_one_reason() -> None:
+    first = row(1, source="kraken_main", Total=Decimal("1"))
+    second = row(2, accountUUID=first["accountUUID"], source="kraken_main", Total=Decimal("2"))
+    third = row(3, accountUUID=first["accountUUID"], source="kraken_main", Total=Decimal("3"))
+    table = table_of(first, row(4), second, third, row(5))
+
+    valid, rejected = split_valid(table, BalancesModel)
+
+    assert valid.equals(table.take([1, 4]))
+    assert [(r.source, r.check, r.reason, r.record["Total"]) for r in rejected] == [
+        ("kraken_main", "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 3 times by the venue", total)
+        for total in ("1", "2", "3")
+    ]  # fmt: skip
+
+
+def test_duplicate_key_across_sources_names_the_sources() -> None:
+    first = row(1, source="saxo_b", Total=Decimal("1"))
+    twin = row(2, accountUUID=first["accountUUID"], source="saxo_a", Total=Decimal("2"))
+    table = table_of(
+        first, twin, row(3, source=None, accountUUID=first["accountUUID"], Ccy="EUR"), row(4)
+    )
+
+    valid, rejected = split_valid(table, BalancesModel)
+
+    assert valid.equals(table.take([3]))
+    assert [(r.source, r.reason) for r in rejected] == [
+        ("saxo_b", "duplicate (accountUUID, Ccy): listed 2 times, by sources saxo_a, saxo_b"),
+        ("saxo_a", "duplicate (accountUUID, Ccy): listed 2 times, by sources saxo_a, saxo_b"),
+        ("unknown", "source: not_nullable failed for null"),
+    ]
+
+
+def test_a_duplicate_that_also_fails_another_check_names_both() -> None:
+    first = row(1, Ccy="XBT")
+    twin = row(2, accountUUID=first["accountUUID"], source=first["source"], Ccy="XBT")
+
+    valid, rejected = split_valid(table_of(first, twin), BalancesModel)
+
+    assert valid.num_rows == 0
+    assert [(r.check, r.reason) for r in rejected] == [
+        ("ccy_normalised, unique_account_ccy",
+         'Ccy: ccy_normalised failed for "XBT"; '
+         "duplicate (accountUUID, Ccy): listed 2 times by the venue"),
+    ] * 2  # fmt: skip
+
+
+def test_rows_sharing_a_key_with_a_rejected_row_are_quarantined_too() -> None:
+    first, second, third = row(1, Total=Decimal("1")), row(2), row(3, Ccy="EUR")
+    table = table_of(first, second, third)
+    bad = Rejected(
+        "source1",
+        "decimal",
+        "amount 'abc' is not a decimal",
+        {"accountUUID": first["accountUUID"], "Ccy": "USD", "amount": "abc"},
+    )
+    other_ccy = Rejected("source1", "decimal", "x", {"accountUUID": third["accountUUID"]})
+
+    kept, moved = quarantine_shadowed(table, [bad, other_ccy])
+
+    assert kept.equals(table.take([1, 2]))
+    assert [(r.source, r.check, r.reason, r.record["Total"]) for r in moved] == [
+        ("source1", "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 2 times by the venue", "1"),
+    ]  # fmt: skip
+    assert quarantine_shadowed(table, []) == (table, [])

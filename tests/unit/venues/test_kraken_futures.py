@@ -12,6 +12,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -32,7 +33,11 @@ from etl_project.errors import (
 from etl_project.http import HttpClient, RawResponse
 from etl_project.raw import RawSnapshot, SnapshotRecorder
 from etl_project.report.columns import REPORT_COLUMNS
+from etl_project.report.schema import BalancesModel
+from etl_project.report.validate import split_valid
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
+from etl_project.simulator.data import dumps
+from etl_project.venues.base import AccountStatus
 from etl_project.venues.kraken_futures import (
     KrakenFuturesConnector,
     KrakenFuturesSettings,
@@ -46,6 +51,7 @@ SEED003 = FIXTURES / "kraken_futures_seed003.json"
 SEED003_EXPECTED = FIXTURES / "kraken_futures_seed003_expected.csv"
 SEED_UID = "7f5c528e-2285-45f0-95f5-83d53d4bfcd2"
 SEED_MASTER = "ba598ca1-65c1-4f48-927d-0e2b647d627a"
+NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:settlement-balance-report")
 URL = "https://futures.kraken.com/derivatives/api/v3/subaccounts"
 # A base64 secret in Kraken's documented format (64 random bytes), used only here.
 VECTOR_SECRET = (
@@ -316,9 +322,53 @@ def test_duplicate_account_currency_is_emitted_twice_not_summed() -> None:
     doc = seed_doc()
     holdings = doc["subaccounts"][0]["holdingAccounts"]
     holdings.append({"currency": "XRP", "amount": 1.5})
-    rows = [r for r in parse_doc(doc).balances.to_pylist() if r["wallet"] == "holding"]
+    parsed = parse_doc(doc)
+    rows = [r for r in parsed.balances.to_pylist() if r["wallet"] == "holding"]
     xrp = sorted(r["Total"] for r in rows if r["Ccy"] == "XRP")
     assert xrp == [Decimal("1.5"), Decimal("13662.85078")]
+    # Both holdings go to quarantine in the balances stage; the other rows stay.
+    valid, rejected = split_valid(parsed.balances, BalancesModel)
+    assert [(r.check, r.reason, r.record["Ccy"], r.record["Total"]) for r in rejected] == [
+        ("unique_account_ccy", "duplicate (accountUUID, Ccy): listed 2 times by the venue",
+         "XRP", "13662.85078"),
+        ("unique_account_ccy", "duplicate (accountUUID, Ccy): listed 2 times by the venue",
+         "XRP", "1.5"),
+    ]  # fmt: skip
+    assert valid.num_rows == 21 - 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "check", "reason"),
+    [
+        ({"currency": "XRP", "amount": "abc"}, "decimal",
+         'subaccounts[0].holdingAccounts[9].amount must be a number, got string "abc"'),
+        ({"currency": "xrp", "amount": Decimal("0.123456789012345678901")}, "exact_decimal",
+         "Total: 0.123456789012345678901 has more than 20 fractional digits; Total Prefunding: "
+         "0.123456789012345678901 has more than 20 fractional digits; Available: "
+         "0.123456789012345678901 has more than 20 fractional digits"),
+    ],
+)  # fmt: skip
+def test_a_rejected_copy_of_a_currency_takes_the_other_copy_to_quarantine(
+    extra: dict[str, Any], check: str, reason: str
+) -> None:
+    """Never "first wins": a currency listed twice, one copy bad, reports neither copy."""
+    doc = json.loads(seed_bytes(), parse_float=Decimal, parse_int=Decimal)
+    doc["subaccounts"][0]["holdingAccounts"].append(extra)
+    text = dumps(doc).encode()
+    parsed = KrakenFuturesConnector.parse(make_snapshot(make_response(text)), make_source())
+    holding = u5(f"kraken_futures:{SEED_UID}:holding")
+    assert [(r.check, r.reason, r.record["accountUUID"], r.record["Ccy"])
+            for r in parsed.rejected] == [
+        (check, reason, holding, "XRP"),
+        ("unique_account_ccy", "duplicate (accountUUID, Ccy): listed 2 times by the venue",
+         holding, "XRP"),
+    ]  # fmt: skip
+    assert parsed.rejected[1].record["Total"] == "13662.85078"
+    assert parsed.rejected[1].record["source"] == "kraken_test"
+    assert parsed.balances.num_rows == 20
+    assert report_rows(parsed.balances) == [
+        r for r in expected_rows() if (r["accountUUID"], r["Ccy"]) != (holding, "XRP")
+    ]
 
 
 def test_21_fractional_digits_are_rejected_not_rounded() -> None:
@@ -364,57 +414,246 @@ def _sub(doc: dict[str, Any]) -> dict[str, Any]:
     return sub
 
 
-MALFORMED: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+def u5(name: str) -> str:
+    return str(uuid.uuid5(NS, name))
+
+
+OTHER_UID = "11111111-2222-4333-8444-555555555555"
+SEED_NAME = "fullname redacted"  # seed 003's sub-account has a fullName and no name
+
+
+def with_second_subaccount(doc: dict[str, Any]) -> dict[str, Any]:
+    """Seed 003 plus an untouched copy of its sub-account under another uid."""
+    other = copy.deepcopy(doc["subaccounts"][0])
+    other["accountUid"] = OTHER_UID
+    doc["subaccounts"].append(other)
+    return doc
+
+
+#: (change, check, reason, wallet of the rejected row, its Ccy, report key of the row it was).
+ROW_PROBLEMS: list[tuple[Callable[[dict[str, Any]], None], str, str, str, str | None, str]] = [
+    (
+        lambda d: _sub(d)["holdingAccounts"][2].update(amount="abc"),
+        "decimal", 'subaccounts[0].holdingAccounts[2].amount must be a number, got string "abc"',
+        "holding", "XRP", "holding",
+    ),
+    (
+        lambda d: _sub(d)["holdingAccounts"][2].update(amount=None),
+        "decimal", "subaccounts[0].holdingAccounts[2].amount must be a number, got null",
+        "holding", "XRP", "holding",
+    ),
     (
         lambda d: _sub(d)["holdingAccounts"][2].pop("amount"),
-        "subaccounts[0].holdingAccounts[2].amount is missing",
+        "decimal", "subaccounts[0].holdingAccounts[2].amount is missing",
+        "holding", "XRP", "holding",
     ),
     (
-        lambda d: _sub(d)["holdingAccounts"][2].update(amount="13662.85078"),
-        "subaccounts[0].holdingAccounts[2].amount must be a number, got string",
+        lambda d: _sub(d)["holdingAccounts"][2].pop("currency"),
+        "venue_value", "subaccounts[0].holdingAccounts[2].currency is missing",
+        "holding", None, "holding",
     ),
     (
-        lambda d: _sub(d)["holdingAccounts"][0].update(currency=5),
-        "subaccounts[0].holdingAccounts[0].currency must be a non-empty string, got number",
+        lambda d: _sub(d)["holdingAccounts"][2].update(currency=5),
+        "venue_value",
+        "subaccounts[0].holdingAccounts[2].currency must be a non-empty string, got number 5",
+        "holding", None, "holding",
     ),
     (
-        lambda d: _sub(d)["holdingAccounts"].__setitem__(1, "bch"),
-        "subaccounts[0].holdingAccounts[1] must be an object, got string",
+        lambda d: _sub(d)["holdingAccounts"].__setitem__(2, "xrp"),
+        "venue_value", 'subaccounts[0].holdingAccounts[2] must be an object, got string "xrp"',
+        "holding", None, "holding",
     ),
     (
         lambda d: _sub(d)["flexAccount"]["currencies"][0].update(available=None),
-        "subaccounts[0].flexAccount.currencies[0].available must be a number, got null",
+        "decimal", "subaccounts[0].flexAccount.currencies[0].available must be a number, got null",
+        "flex", "ETH", "flex",
     ),
-    (
-        lambda d: _sub(d)["flexAccount"].update(currencies={}),
-        "subaccounts[0].flexAccount.currencies must be an array, got object",
-    ),
-    (lambda d: _sub(d).pop("flexAccount"), "subaccounts[0].flexAccount is missing"),
-    (lambda d: _sub(d).pop("futuresAccounts"), "subaccounts[0].futuresAccounts is missing"),
     (
         lambda d: _sub(d)["futuresAccounts"][1].update(name="fi_ethusd"),
+        "venue_value",
         "subaccounts[0].futuresAccounts[1].name 'fi_ethusd' has no quote currency after ':'",
+        "futures:fi_ethusd", None, "futures:f-eth:usd",
     ),
     (
         lambda d: _sub(d)["futuresAccounts"][3].update(availableMargin=True),
-        "subaccounts[0].futuresAccounts[3].availableMargin must be a number, got boolean",
+        "decimal",
+        "subaccounts[0].futuresAccounts[3].availableMargin must be a number, got boolean true",
+        "futures:f-ltc:usd", "USD", "futures:f-ltc:usd",
     ),
-    (lambda d: _sub(d).pop("accountUid"), "subaccounts[0].accountUid is missing"),
-    (lambda d: _sub(d).update(email=5), "subaccounts[0].email must be a string, got number"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "check", "reason", "wallet", "ccy", "was"), ROW_PROBLEMS)
+def test_a_bad_value_rejects_only_its_row(
+    change: Callable[[dict[str, Any]], None],
+    check: str,
+    reason: str,
+    wallet: str,
+    ccy: str | None,
+    was: str,
+) -> None:
+    parsed = parse_doc(_mutate(change))
+    assert [(r.source, r.check, r.reason) for r in parsed.rejected] == [
+        ("kraken_test", check, reason)
+    ]
+    record = parsed.rejected[0].record
+    assert (record["userUUID"], record["venue_account_id"]) == (SEED_UID, SEED_UID)
+    assert (record["wallet"], record["Ccy"]) == (wallet, ccy)
+    if wallet != "futures":
+        assert record["accountUUID"] == u5(f"kraken_futures:{SEED_UID}:{wallet}")
+    json.dumps(record)  # quarantine records are JSON text
+    # Every other row of the venue is there; the account still counts as received.
+    assert parsed.balances.num_rows == 20
+    gone = u5(f"kraken_futures:{SEED_UID}:{was}")
+    original = {"holding": "XRP", "flex": "ETH"}.get(was, "USD")
+    assert report_rows(parsed.balances) == [
+        r for r in expected_rows() if (r["accountUUID"], r["Ccy"]) != (gone, original)
+    ]
+    assert parsed.accounts == [AccountStatus(SEED_UID, "received", None, SEED_NAME)]
+
+
+def test_bad_amount_in_a_holding_record_keeps_the_venue_values() -> None:
+    parsed = parse_doc(_mutate(lambda d: _sub(d)["holdingAccounts"][2].update(amount="abc")))
+    assert parsed.rejected[0].record == {
+        "userUUID": SEED_UID,
+        "accountUUID": u5(f"kraken_futures:{SEED_UID}:holding"),
+        "Ccy": "XRP",
+        "venue_account_id": SEED_UID,
+        "wallet": "holding",
+        "currency": "xrp",
+        "amount": "abc",
+    }
+
+
+#: (change to the first sub-account, its account_id, the reason it failed).
+ACCOUNT_PROBLEMS: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
+    (
+        lambda d: d["subaccounts"].__setitem__(0, "oops"),
+        "subaccounts[0]", "subaccounts[0] must be an object, got string",
+    ),
+    (
+        lambda d: _sub(d).pop("accountUid"),
+        "subaccounts[0]", "subaccounts[0].accountUid is missing",
+    ),
+    (
+        lambda d: _sub(d).update(accountUid="desk-7"),
+        "desk-7", "subaccounts[0].accountUid is not a UUID",
+    ),
+    (
+        lambda d: _sub(d).update(holdingAccounts={}),
+        SEED_UID, "subaccounts[0].holdingAccounts must be an array, got object",
+    ),
+    (lambda d: _sub(d).pop("flexAccount"), SEED_UID, "subaccounts[0].flexAccount is missing"),
+    (
+        lambda d: _sub(d)["flexAccount"].update(currencies={}),
+        SEED_UID, "subaccounts[0].flexAccount.currencies must be an array, got object",
+    ),
+    (
+        lambda d: _sub(d).pop("futuresAccounts"),
+        SEED_UID, "subaccounts[0].futuresAccounts is missing",
+    ),
+    (
+        lambda d: _sub(d).update(email=5),
+        SEED_UID, "subaccounts[0].email must be a string, got number 5",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "account_id", "reason"), ACCOUNT_PROBLEMS)
+def test_a_structurally_broken_subaccount_fails_only_that_account(
+    change: Callable[[dict[str, Any]], None], account_id: str, reason: str
+) -> None:
+    doc = with_second_subaccount(seed_doc())
+    change(doc)
+    parsed = parse_doc(doc)
+    name = None if account_id == "subaccounts[0]" and reason.endswith("string") else SEED_NAME
+    assert parsed.accounts == [
+        AccountStatus(account_id, "failed", reason, name),
+        AccountStatus(OTHER_UID, "received", None, SEED_NAME),
+    ]
+    assert parsed.rejected == []  # a failed account's rows are neither reported nor quarantined
+    assert set(parsed.balances.column("venue_account_id").to_pylist()) == {OTHER_UID}
+    assert parsed.balances.num_rows == 21
+
+
+SOURCE_PROBLEMS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (lambda d: d.update(masterAccountUid="ba598ca1"), "masterAccountUid is not a UUID"),
+    (lambda d: d.pop("masterAccountUid"), "masterAccountUid is missing"),
     (lambda d: d.pop("subaccounts"), "subaccounts is missing"),
     (lambda d: d.update(subaccounts={}), "subaccounts must be an array, got object"),
 ]
 
 
-@pytest.mark.parametrize(("change", "message"), MALFORMED)
-def test_malformed_payload_names_the_json_path(
+@pytest.mark.parametrize(("change", "message"), SOURCE_PROBLEMS)
+def test_a_broken_top_level_fails_the_source(
     change: Callable[[dict[str, Any]], None], message: str
 ) -> None:
     with pytest.raises(MalformedResponse) as info:
         parse_doc(_mutate(change))
     assert str(info.value) == f"kraken_test: /subaccounts: {message}"
     assert info.value.source == "kraken_test"
+
+
+def test_an_unreadable_body_fails_the_source() -> None:
+    with pytest.raises(MalformedResponse, match="HTTP 200 body is not valid JSON"):
+        KrakenFuturesConnector.parse(make_snapshot(make_response(b"<html>")), make_source())
+
+
+def test_a_subaccount_listed_twice_is_one_account_and_both_copies_are_quarantined() -> None:
+    doc = with_second_subaccount(seed_doc())
+    twin = copy.deepcopy(doc["subaccounts"][0])
+    twin["accountUid"] = SEED_UID.upper()  # the same account, however the venue spells it
+    doc["subaccounts"].append(twin)
+    parsed = parse_doc(doc)
+    assert parsed.accounts == [
+        AccountStatus(SEED_UID, "received", None, SEED_NAME),
+        AccountStatus(OTHER_UID, "received", None, SEED_NAME),
+    ]
+    assert parsed.rejected == []
+    assert parsed.balances.num_rows == 3 * 21  # never summed, never dropped by the connector
+
+    # The balances stage quarantines every row of a repeated key, with one reason.
+    valid, rejected = split_valid(parsed.balances, BalancesModel)
+    assert set(valid.column("venue_account_id").to_pylist()) == {OTHER_UID}
+    assert valid.num_rows == 21
+    assert len(rejected) == 2 * 21
+    assert {(r.source, r.check, r.reason) for r in rejected} == {
+        ("kraken_test", "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 2 times by the venue"),
+    }  # fmt: skip
+    xrp = [r.record for r in rejected if r.record["wallet"] == "holding"
+           and r.record["Ccy"] == "XRP"]  # fmt: skip
+    assert [(r["venue_account_id"], r["Total"]) for r in xrp] == [
+        (SEED_UID, "13662.85078"), (SEED_UID, "13662.85078"),
+    ]  # fmt: skip
+
+
+def test_a_broken_copy_of_a_repeated_subaccount_fails_that_account() -> None:
+    doc = with_second_subaccount(seed_doc())
+    twin = copy.deepcopy(doc["subaccounts"][0])
+    twin["holdingAccounts"] = None
+    doc["subaccounts"].append(twin)
+    parsed = parse_doc(doc)
+    assert parsed.accounts == [
+        AccountStatus(SEED_UID, "failed",
+                      "subaccounts[2].holdingAccounts must be an array, got null", SEED_NAME),
+        AccountStatus(OTHER_UID, "received", None, SEED_NAME),
+    ]  # fmt: skip
+    assert set(parsed.balances.column("venue_account_id").to_pylist()) == {OTHER_UID}
+
+
+def test_account_status_carries_the_venue_display_name() -> None:
+    doc = with_second_subaccount(seed_doc())
+    third = copy.deepcopy(doc["subaccounts"][0])
+    third.update(accountUid="21111111-2222-4333-8444-555555555555", fullName="  ")
+    doc["subaccounts"].append(third)
+    _sub(doc)["name"] = "Trading desk 1"
+    names = [(a.account_id, a.name) for a in parse_doc(doc).accounts]
+    assert names == [
+        (SEED_UID, "Trading desk 1"),  # name wins over fullName
+        (OTHER_UID, SEED_NAME),  # fullName when there is no name
+        ("21111111-2222-4333-8444-555555555555", None),  # the venue gives none
+    ]
 
 
 # --- venue errors ---------------------------------------------------------------------------

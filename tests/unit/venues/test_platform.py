@@ -29,6 +29,8 @@ from etl_project.errors import (
 from etl_project.http import HttpClient, RawResponse
 from etl_project.raw import RawSnapshot, SnapshotRecorder
 from etl_project.report.columns import REPORT_COLUMNS
+from etl_project.report.schema import BalancesModel
+from etl_project.report.validate import split_valid
 from etl_project.simulator.platform import platform_venue
 from etl_project.venues import connector_for
 from etl_project.venues.base import AccountStatus
@@ -187,11 +189,13 @@ def test_positions_schema() -> None:
 def test_fixture_account_statuses() -> None:
     parsed = parse(listing(), cached())
     assert parsed.accounts == [
-        AccountStatus(ID_A, "received"),
-        AccountStatus(ID_B, "received"),
-        AccountStatus(ID_D, "failed", "OKXDEX API error: invalid signature (code 50113)"),
-        AccountStatus(ID_E, "failed", "not returned by the platform"),
-    ]  # the archived account is not expected at all
+        AccountStatus(ID_A, "received", None, "binance-main"),
+        AccountStatus(ID_B, "received", None, "bybit-hedge"),
+        AccountStatus(
+            ID_D, "failed", "OKXDEX API error: invalid signature (code 50113)", "okxdex-arb"
+        ),
+        AccountStatus(ID_E, "failed", "not returned by the platform", "hyperliquid-ops"),
+    ]  # the archived account is not expected at all; names are the listing's `name`
 
 
 def test_trade_ahead_only_counts_the_same_wallet_and_settlement_currency() -> None:
@@ -245,7 +249,23 @@ def test_non_numeric_amount_rejects_only_that_row() -> None:
     kept = {(r["venue_account_id"], r["Ccy"]) for r in parsed.balances.to_pylist()}
     assert (ID_B, "USDT") not in kept and (ID_B, "BTC") not in kept
     assert (ID_B, "ETH") in kept and parsed.balances.num_rows == 5
-    assert AccountStatus(ID_B, "received") in parsed.accounts
+    assert AccountStatus(ID_B, "received", None, "bybit-hedge") in parsed.accounts
+
+
+def test_a_rejected_copy_of_a_token_takes_the_other_copy_to_quarantine() -> None:
+    doc = cached_doc()
+    assets = doc["balances"][0]["assets"]
+    assets.append({**assets[5], "amount": "n/a"})  # spot USDT listed twice, one copy bad
+    parsed = parse_cached(doc)
+    spot = "8eb83f9d-f000-526b-89ba-f11a51896220"
+    assert [(r.check, r.reason, r.record["accountUUID"], r.record["Ccy"])
+            for r in parsed.rejected] == [
+        ("decimal", "amount 'n/a' is not a decimal", spot, "USDT"),
+        ("unique_account_ccy", "duplicate (accountUUID, Ccy): listed 2 times by the venue",
+         spot, "USDT"),
+    ]  # fmt: skip
+    assert parsed.rejected[1].record["Total"] == "250.5"
+    assert report_rows(parsed.balances) == _without(expected_rows(), ("spot", "USDT"))
 
 
 def test_bad_initial_margin_rejects_the_position_and_its_tokens_trade_ahead() -> None:
@@ -289,8 +309,6 @@ def test_unknown_asset_type_is_rejected() -> None:
         (lambda e: e.update(exchange_name=""),
          "exchange_name must be a non-empty string, got string"),
         (lambda e: e.update(assets=None), "assets must be an array, got null"),
-        (lambda e: e["assets"][1].pop("wallet_type"), "assets[1].wallet_type is missing"),
-        (lambda e: e["assets"].append(5), "assets[6] must be an object, got number"),
     ],
 )  # fmt: skip
 def test_malformed_balance_object_fails_only_that_account(
@@ -299,10 +317,103 @@ def test_malformed_balance_object_fails_only_that_account(
     doc = cached_doc()
     change(doc["balances"][0])
     parsed = parse_cached(doc)
-    assert parsed.accounts[0] == AccountStatus(ID_A, "failed", f"malformed balance entry: {reason}")
-    assert parsed.accounts[1] == AccountStatus(ID_B, "received")
+    assert parsed.accounts[0] == AccountStatus(
+        ID_A, "failed", f"malformed balance entry: {reason}", "binance-main"
+    )
+    assert parsed.accounts[1] == AccountStatus(ID_B, "received", None, "bybit-hedge")
     assert set(parsed.balances.column("venue_account_id").to_pylist()) == {ID_B}
     assert parsed.extra_tables["positions"].num_rows == 0
+
+
+def _without(rows: list[dict[str, str]], *keys: tuple[str, str]) -> list[dict[str, str]]:
+    """Expected report rows minus those of the given (subMainType, Ccy) of binance-main."""
+    return [
+        r for r in rows
+        if not (r["Account Group"] == "Binance" and (r["subMainType"], r["Ccy"]) in keys)
+    ]  # fmt: skip
+
+
+def test_a_broken_asset_rejects_only_its_row() -> None:
+    doc = cached_doc()
+    assets = doc["balances"][0]["assets"]
+    assets[4].pop("symbol")  # the spot BTC token
+    assets.append(5)
+    parsed = parse_cached(doc)
+    trace = {"account_id": ID_A, "account_name": "binance-main", "exchange_name": "Binance"}
+    assert [(r.check, r.reason, r.record) for r in parsed.rejected] == [
+        ("venue_value", "symbol is missing",
+         {**trace, "asset_type": "token", "symbol": None, "wallet_type": "spot",
+          "amount": "3.46e-9", "margin_balance": None, "unrealized_profit": None,
+          "notional": None, "funding_fee": None, "borrowed": None, "initial_margin": None,
+          "maint_margin": None, "leverage": None, "margin_mode": None}),
+        ("venue_value", "assets[6] must be an object, got number",
+         {**trace, "asset_type": None, "symbol": None, "wallet_type": None, "asset": "5"}),
+    ]  # fmt: skip
+    assert report_rows(parsed.balances) == _without(expected_rows(), ("spot", "BTC"))
+    assert parsed.accounts[0] == AccountStatus(ID_A, "received", None, "binance-main")
+    assert parsed.extra_tables["positions"].num_rows == 3
+
+
+def test_a_position_without_wallet_makes_trade_ahead_unknown_in_every_wallet() -> None:
+    doc = cached_doc()
+    doc["balances"][0]["assets"][1].pop("wallet_type")  # BTC:PERP-USDT, settles in USDT
+    parsed = parse_cached(doc)
+    why = "Trade Ahead unknown: position BTC:PERP-USDT wallet_type is missing"
+    assert [(r.check, r.record["symbol"], r.record["wallet_type"], r.reason)
+            for r in parsed.rejected] == [
+        ("venue_value", "BTC:PERP-USDT", None, "wallet_type is missing"),
+        ("decimal", "USDT", "futures", why),
+        ("decimal", "USDT", "spot", why),
+    ]  # fmt: skip
+    assert report_rows(parsed.balances) == _without(
+        expected_rows(), ("futures", "USDT"), ("spot", "USDT")
+    )
+    symbols = parsed.extra_tables["positions"].column("symbol").to_pylist()
+    assert symbols == ["ETH:PERP-USDT", "SOL:PERP-USDC"]
+
+
+def test_broken_listing_entries_fail_only_that_account() -> None:
+    accounts = json.loads(ACCOUNTS.read_bytes())
+    accounts += [
+        {"name": "no-id-desk"},
+        {"id": ID_E.upper(), "name": "hyperliquid-ops"},  # listed twice: one account
+        {"id": "F0000000-0000-4000-8000-000000000000", "name": "flag", "archived": "no"},
+        ["not", "an", "object"],
+    ]
+    parsed = parse(listing(accounts), cached())
+    where = "GET /api/accounts/"
+    assert parsed.accounts[4:] == [
+        AccountStatus("accounts[5]", "failed", f"{where}: [5] id is missing", "no-id-desk"),
+        AccountStatus("f0000000-0000-4000-8000-000000000000", "failed",
+                      f"{where}: [7] archived must be a boolean, got string", "flag"),
+        AccountStatus("accounts[8]", "failed", f"{where}: [8] must be an object, got array"),
+    ]  # fmt: skip
+    assert [a.account_id for a in parsed.accounts[:4]] == [ID_A, ID_B, ID_D, ID_E]
+    assert report_rows(parsed.balances) == expected_rows()
+
+
+def test_an_account_returned_twice_is_one_account_and_its_rows_are_quarantined() -> None:
+    doc = cached_doc()
+    doc["balances"].append(copy.deepcopy(doc["balances"][0]))  # binance-main twice
+    parsed = parse_cached(doc)
+    assert [(a.account_id, a.status) for a in parsed.accounts] == [
+        (ID_A, "received"), (ID_B, "received"), (ID_D, "failed"), (ID_E, "failed"),
+    ]  # fmt: skip
+    # Its positions are not kept twice: both copies go to quarantine, named.
+    assert [(r.check, r.reason, r.record["symbol"]) for r in parsed.rejected] == [
+        ("repeated_account", "account listed 2 times by the platform; its positions are not "
+         "kept", symbol) for symbol in ["BTC:PERP-USDT", "ETH:PERP-USDT", "SOL:PERP-USDC"] * 2
+    ]  # fmt: skip
+    assert parsed.extra_tables["positions"].num_rows == 0
+    # Its token rows come twice, and the balances stage quarantines both copies of each.
+    valid, rejected = split_valid(parsed.balances, BalancesModel)
+    assert report_rows(valid) == [r for r in expected_rows() if r["Account Group"] == "Bybit"]
+    assert sorted((r.record["subMainType"], r.record["Ccy"], r.check, r.reason)
+                  for r in rejected) == sorted(
+        (wallet, ccy, "unique_account_ccy",
+         "duplicate (accountUUID, Ccy): listed 2 times by the venue")
+        for wallet, ccy in [("futures", "USDT"), ("spot", "BTC"), ("spot", "USDT")] * 2
+    )  # fmt: skip
 
 
 def test_archived_or_unknown_accounts_in_balances_are_not_reported() -> None:
@@ -325,7 +436,7 @@ def test_an_account_in_errors_is_failed_even_with_balances() -> None:
     doc = cached_doc()
     doc["errors"].append({"account_name": "bybit-hedge", "error": "stale cache"})
     parsed = parse_cached(doc)
-    assert parsed.accounts[1] == AccountStatus(ID_B, "failed", "stale cache")
+    assert parsed.accounts[1] == AccountStatus(ID_B, "failed", "stale cache", "bybit-hedge")
     assert set(parsed.balances.column("venue_account_id").to_pylist()) == {ID_A}
 
 
@@ -343,7 +454,7 @@ def test_errors_entries_are_read_leniently(entry: dict[str, Any], reason: str) -
     doc = cached_doc()
     doc["errors"] = [entry]
     statuses = {a.account_id: a for a in parse_cached(doc).accounts}
-    assert statuses[ID_D] == AccountStatus(ID_D, "failed", reason)
+    assert statuses[ID_D] == AccountStatus(ID_D, "failed", reason, "okxdex-arb")
 
 
 def test_account_matched_by_name_when_the_balance_has_no_id() -> None:
@@ -351,7 +462,7 @@ def test_account_matched_by_name_when_the_balance_has_no_id() -> None:
     del doc["balances"][0]["account_id"]
     parsed = parse_cached(doc)
     assert report_rows(parsed.balances) == expected_rows()
-    assert parsed.accounts[0] == AccountStatus(ID_A, "received")
+    assert parsed.accounts[0] == AccountStatus(ID_A, "received", None, "binance-main")
 
 
 # --- top-level shapes and stored errors -------------------------------------------------------
@@ -361,9 +472,9 @@ def test_account_matched_by_name_when_the_balance_has_no_id() -> None:
     ("responses", "message"),
     [
         ((listing({"x": 1}), cached()), "GET /api/accounts/: must be an array, got object"),
-        ((listing([{"name": "a"}]), cached()), "GET /api/accounts/: [0] id is missing"),
-        ((listing([{"id": "a", "name": "n", "archived": "no"}]), cached()),
-         "GET /api/accounts/: [0] archived must be a boolean, got string"),
+        ((listing(b"<html>"), cached()),
+         "GET /api/accounts/: response is not valid JSON (Expecting value: line 1 column 1 "
+         "(char 0))"),
         ((listing({"results": [], "next": "https://x/?page=2"}),),
          "GET /api/accounts/: paginated listing ('next' set)"),
         ((listing(), cached({"balances": {}, "errors": []})),
@@ -591,6 +702,23 @@ def test_archived_account_in_the_listing_is_dropped_by_the_connector(simulator: 
     parsed = PlatformConnector.parse(snapshot, source)
     assert archived["id"] not in {a.account_id for a in parsed.accounts}
     assert len(parsed.accounts) == 3
+
+
+def test_an_account_listed_twice_is_requested_once_and_a_broken_one_never(
+    simulator: Any,
+) -> None:
+    venue = platform_venue(simulator)
+    accounts = all_sim_accounts(simulator)[:3]
+    twice = {**accounts[1], "name": accounts[1]["name"]}
+    venue.accounts_payload = json.dumps([*accounts, twice, {"name": "no-id"}]).encode()
+    source, snapshot = fetch_from(simulator)
+    assert venue.requested_names == [[a["name"] for a in accounts]]
+    parsed = PlatformConnector.parse(snapshot, source)
+    assert [(a.account_id, a.status, a.name) for a in parsed.accounts] == [
+        *((a["id"], "received", a["name"]) for a in accounts[:2]),
+        (accounts[2]["id"], "failed", accounts[2]["name"]),
+        ("accounts[4]", "failed", "no-id"),
+    ]
 
 
 def test_batches_of_account_names(simulator: Any) -> None:

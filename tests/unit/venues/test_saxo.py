@@ -33,6 +33,7 @@ from etl_project.simulator import Simulator, SimulatorConfig
 from etl_project.simulator import saxo as sim_saxo
 from etl_project.simulator.data import dumps
 from etl_project.venues import connector_for
+from etl_project.venues.base import AccountStatus
 from etl_project.venues.saxo import SaxoConnector, SaxoSettings
 from etl_project.venues.saxo_auth import (
     LIVE_TOKEN_URL,
@@ -403,12 +404,96 @@ def test_failed_and_malformed_accounts_fail_alone() -> None:
         "ok": ("received", None),
         "err": ("failed", "HTTP 500 InternalServerError: Simulated failure line"),
         "none": ("failed", "no response recorded"),
-        "nofield": ("failed", "balances: CashBlocked is missing"),
+        # A missing figure is a bad value: the row goes to quarantine, the answer arrived.
+        "nofield": ("received", None),
         "badjson": ("failed", "HTTP 200 body is not valid JSON"),
         "retried": ("failed", "HTTP 503"),
     }
+    assert [(r.check, r.reason, r.record["venue_account_id"]) for r in parsed.rejected] == [
+        ("decimal", "balances: CashBlocked is missing", "nofield")
+    ]
     assert [r["venue_account_id"] for r in parsed.balances.to_pylist()] == ["ok"]
     assert {a.account_id: a.status for a in later.accounts}["retried"] == "received"
+
+
+@pytest.mark.parametrize(
+    ("change", "check", "reason", "ccy"),
+    [
+        ({"TotalValue": "abc"}, "decimal",
+         'balances: TotalValue must be a number, got string "abc"', "EUR"),
+        ({"CashBlocked": None}, "decimal", "balances: CashBlocked must be a number, got null",
+         "EUR"),
+        ({"TotalValue": True, "CostToClosePositions": "1,5"}, "decimal",
+         "balances: TotalValue must be a number, got boolean true; "
+         'balances: CostToClosePositions must be a number, got string "1,5"', "EUR"),
+        ({"Currency": None}, "venue_value",
+         "balances: Currency must be a non-empty string, got null", None),
+        ({"Currency": Decimal(978), "TransactionsNotBooked": None}, "venue_value, decimal",
+         "balances: Currency must be a non-empty string, got number 978; "
+         "balances: TransactionsNotBooked must be a number, got null", None),
+    ],
+)  # fmt: skip
+def test_a_bad_value_rejects_only_that_accounts_row(
+    change: dict[str, Any], check: str, reason: str, ccy: str | None
+) -> None:
+    body = {**seed_balances(), **change}
+    parsed = parse([account("A"), account("B")], {"A": body, "B": seed_balances()})
+    assert [(r.source, r.check, r.reason) for r in parsed.rejected] == [
+        ("saxo_test", check, reason)
+    ]
+    record = parsed.rejected[0].record
+    assert (record["accountUUID"], record["Ccy"], record["venue_account_id"]) == (
+        u5("saxo:account:A"), ccy, "A")  # fmt: skip
+    # The venue's values as sent, a bad one included; amounts as exact text.
+    assert {k: record.get(k) for k in change} == {
+        k: format(v, "f") if isinstance(v, Decimal) else v for k, v in change.items()
+    }
+    assert record["CashBalance"] == "100573853.73"
+    json.dumps(record)
+    assert [r["venue_account_id"] for r in parsed.balances.to_pylist()] == ["B"]
+    assert [(a.account_id, a.status) for a in parsed.accounts] == [
+        ("A", "received"), ("B", "received"),
+    ]  # fmt: skip
+
+
+def test_broken_listing_entries_fail_only_that_account() -> None:
+    listing = [
+        account("A", DisplayName="Desk A"),
+        "not an account",
+        {"ClientKey": "C1", "AccountType": "Normal", "AccountId": "77/EUR"},
+        account("D", AccountType=None, DisplayName="Desk D"),
+        account("E", ClientKey=""),
+    ]
+    snapshot = make_snapshot(
+        response(ACCOUNTS_URL, {"__count": 5, "Data": listing}),
+        response(balances_url("A"), seed_balances()),
+    )
+    parsed = SaxoConnector.parse(snapshot, make_source())
+    where = "/port/v1/accounts/me"
+    assert parsed.accounts == [
+        AccountStatus("A", "received", None, "Desk A"),
+        AccountStatus("Data[1]", "failed", f'{where}: Data[1] must be an object, got string '
+                                            '"not an account"'),
+        AccountStatus("Data[2]", "failed", f"{where}: Data[2].AccountKey is missing", "77/EUR"),
+        AccountStatus("D", "failed", f"{where}: Data[3].AccountType is missing", "Desk D"),
+        AccountStatus("E", "failed",
+                      f'{where}: Data[4].ClientKey must be a non-empty string, got string ""'),
+    ]  # fmt: skip
+    assert [r["venue_account_id"] for r in parsed.balances.to_pylist()] == ["A"]
+
+
+def test_account_status_carries_the_venue_display_name() -> None:
+    accounts = [
+        account("A", DisplayName="Hedging desk", AccountId="77/EUR"),
+        account("B", AccountId="77/USD"),
+        account("C"),
+    ]
+    parsed = parse(accounts, {k: seed_balances() for k in ("A", "B", "C")})
+    assert [(a.account_id, a.name) for a in parsed.accounts] == [
+        ("A", "Hedging desk"), ("B", "77/USD"), ("C", None),
+    ]  # fmt: skip
+    seed = SaxoConnector.parse(seed_snapshot(), make_source())
+    assert [a.name for a in seed.accounts] == ["Seed 001 example account"]
 
 
 def test_parse_refuses_incomplete_or_missing_listings() -> None:
@@ -420,9 +505,10 @@ def test_parse_refuses_incomplete_or_missing_listings() -> None:
     with pytest.raises(VenueAuthError) as info:
         SaxoConnector.parse(make_snapshot(unauthorized), make_source())
     assert (info.value.status, info.value.code) == (401, "Unauthorized")
-    bad = response(ACCOUNTS_URL, {"Data": [{"AccountKey": "A", "ClientKey": "C"}]})
-    with pytest.raises(MalformedResponse, match=r"Data\[0\].AccountType must be a non-empty"):
-        SaxoConnector.parse(make_snapshot(bad), make_source())
+    # An unreadable page (no Data array) fails the source; a broken entry only its account.
+    for body in ({"Data": {"AccountKey": "A"}}, {"Value": []}):
+        with pytest.raises(MalformedResponse, match="accounts/me: answer has no Data array"):
+            SaxoConnector.parse(make_snapshot(response(ACCOUNTS_URL, body)), make_source())
 
 
 def test_accounts_are_the_union_of_pages_without_duplicates() -> None:
@@ -433,6 +519,14 @@ def test_accounts_are_the_union_of_pages_without_duplicates() -> None:
     parsed = SaxoConnector.parse(make_snapshot(*pages), make_source())
     assert [a.account_id for a in parsed.accounts] == ["A", "B", "C"]
     assert parsed.balances.num_rows == 0
+    # A readable entry wins over a broken one of the same key, wherever it is listed.
+    broken_first = [
+        response(ACCOUNTS_URL, {"Data": [account("A", AccountType=None)]}),
+        response(ACCOUNTS_URL + "?$skip=1", {"Data": [account("A", DisplayName="A again")]}),
+        response(balances_url("A", "C1"), seed_balances()),
+    ]
+    parsed = SaxoConnector.parse(make_snapshot(*broken_first), make_source())
+    assert parsed.accounts == [AccountStatus("A", "received", None, "A again")]
 
 
 # --- over HTTP: seed, paging, failures ---------------------------------------------------------
@@ -486,6 +580,36 @@ def test_paging_with_skip_and_count_only(sim5: Simulator) -> None:
     assert len(parsed.accounts) == 5 and {a.status for a in parsed.accounts} == {"received"}
 
 
+@pytest.mark.parametrize(
+    ("order", "pages"),
+    [
+        ([0, 1, 1, 2, 3, 4], 3),  # overlapping pages: [0, 1], [1, 2], [3, 4]
+        ([0, 1, 0, 1, 2], 3),  # one page of nothing but repeats: [0, 1], [0, 1], [2]
+    ],
+)
+def test_an_account_on_two_pages_is_fetched_once(
+    sim5: Simulator, order: list[int], pages: int
+) -> None:
+    venue = sim_saxo.venue(sim5)
+    generated = venue.accounts
+    venue.set_accounts([generated[i] for i in order])
+    source = sim_source(sim5, page_size=2)
+    _, snapshot = fetch_from(sim5, source)
+    keys = [generated[i]["AccountKey"] for i in dict.fromkeys(order)]
+    asked = [
+        parse_qs(urlsplit(r.url).query)["AccountKey"][0]
+        for r in snapshot.responses
+        if "/balances" in r.url
+    ]
+    assert asked == keys  # each account once, in listing order
+    assert sim5.request_count("saxo") == pages + len(keys)
+    parsed = SaxoConnector.parse(snapshot, source)
+    assert [a.account_id for a in parsed.accounts] == keys
+    assert [a.name for a in parsed.accounts] == [
+        generated[i]["DisplayName"] for i in dict.fromkeys(order)
+    ]
+
+
 def test_next_link_to_another_host_is_refused_without_sending_the_token() -> None:
     sent: list[str] = []
 
@@ -522,9 +646,9 @@ def test_a_paging_loop_is_refused() -> None:
             return resp
 
     source = make_source()
-    with pytest.raises(MalformedResponse, match="a page repeats earlier accounts"):
+    with pytest.raises(MalformedResponse, match="2 pages in a row repeat earlier accounts"):
         SaxoConnector(source, HttpClient(source.name, session=Session())).fetch()
-    assert len(sent) == 2
+    assert len(sent) == 3  # one page of repeats is an overlap; two in a row are a loop
 
 
 def test_one_failing_account_does_not_stop_the_others(

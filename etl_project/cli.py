@@ -36,10 +36,10 @@ def _print_summary(summary: RunSummary) -> None:
     print(f"{summary.report_date}: {state}, {summary.rows} rows, {summary.completeness}")
     for line in summary.gaps:
         print(f"  gap: {line}")
-    for line in summary.accounting:
-        print(f"  rows: {line}")
     for line in summary.failed_checks:
         print(f"  check failed: {line}")
+    for line in summary.accounting:
+        print(f"  rows: {line}")
     for name, where in summary.outputs.items():
         print(f"  {name:<10} {where}")
 

@@ -22,13 +22,24 @@ def test_demo_prints_outcome_gap_failed_check_and_output_paths(
     lines = capsys.readouterr().out.splitlines()
 
     assert lines[1] == f"{today}: OK, 60 rows, partial"
-    failed = "9bd50cc3-6f7b-4d9f-904a-a772658e976e: OKXDEX API error: request timed out after 10s"
+    failed = (
+        "okxdex-arb-3 (9bd50cc3-6f7b-4d9f-904a-a772658e976e): "
+        "OKXDEX API error: request timed out after 10s"
+    )
     assert lines[2] == f"  gap: platform_demo/{failed}"
     assert lines[3] == (
         "  check failed: completeness on settlement_balance_report: "
         f"partial: platform_demo/{failed}"
     )
-    outputs = dict(line.split(None, 1) for line in lines[4:11])
+    # Every delivered row is accounted for, per source.
+    assert lines[4:8] == [
+        "  rows: kraken_demo: delivered 63 = published 43 + dropped all-zero 20 + quarantined 0",
+        "  rows: platform_demo: delivered 6 = published 6 + dropped all-zero 0 + quarantined 0",
+        "  rows: saxo_demo: delivered 3 = published 2 + dropped all-zero 0 + quarantined 1",
+        "  rows: settlement_platform_demo: delivered 10 = published 9 + dropped all-zero 1 "
+        "+ quarantined 0",
+    ]
+    outputs = dict(line.split(None, 1) for line in lines[8:15])
     for name in ("csv", "json", "parquet", "quarantine"):
         assert Path(outputs[name]).is_file(), name
     assert outputs["warehouse"] == (

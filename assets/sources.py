@@ -20,7 +20,7 @@ from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseRe
 from etl_project import pipeline
 from etl_project.checks import CheckOutcome
 from etl_project.config import ReportSettings, SourceLayout
-from etl_project.errors import SourceTimeout
+from etl_project.errors import FinalVenueError
 from etl_project.http import Deadline
 
 
@@ -104,8 +104,8 @@ def source_assets(
                 final_attempt=context.retry_number >= retry.max_retries,
                 deadline=deadline,
             )
-        except SourceTimeout as exc:
-            # The budget is spent for this run: a Dagster retry would only find it spent again.
+        except FinalVenueError as exc:
+            # E.g. the budget is spent for this run: a retry would only find it spent again.
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         if not outcome.ok:
             context.log.error(outcome.reason)

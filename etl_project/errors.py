@@ -35,7 +35,13 @@ class VenueUnavailable(VenueError):
     """Connection failure, timeout or persistent 5xx."""
 
 
-class SourceTimeout(VenueError):
+class FinalVenueError(VenueError):
+    """A venue error that no retry can change (a spent time budget, a file that is not a
+    report, a refused location): neither the HTTP layer nor the orchestrator retries it, so
+    it is fetched, and landed, once."""
+
+
+class SourceTimeout(FinalVenueError):
     """The source's one time budget (all retries of every layer included) ran out.
 
     Final by design: retrying would only spend time the other sources wait for, so neither the

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from etl_project import raw, staging
 from etl_project.config import AppConfig, SourceConfig, redact
-from etl_project.errors import EtlError, SnapshotMissing, SourceTimeout, VenueError
+from etl_project.errors import EtlError, FinalVenueError, SnapshotMissing, VenueError
 from etl_project.http import HttpClient
 from etl_project.report.build import build_report
 from etl_project.report.columns import BALANCES_SCHEMA, REPORT_SCHEMA
@@ -141,7 +141,8 @@ def take_snapshot(
     A live failure on the final attempt falls back to an earlier good snapshot of D, so a
     re-run that hits an outage never replaces good balances with nothing. On a non-final
     attempt the venue error is raised so the orchestrator's retry policy can try again,
-    except a spent time budget (`SourceTimeout`), which no retry could help. A source that
+    except a `FinalVenueError` (a spent time budget, a file that is not a report), which no
+    retry could help. A source that
     reads history (a dated report file) is fetched for a past date when nothing is stored.
     """
     start, end = live_window(report_date, cutoff_hours)
@@ -154,7 +155,7 @@ def take_snapshot(
     elif now < end or (stored is not None and not stored.ok):
         outcome, error = fetch_live(source, store, report_date, now, deadline=deadline)
         if error is not None:
-            if not final_attempt and not isinstance(error, SourceTimeout):
+            if not final_attempt and not isinstance(error, FinalVenueError):
                 raise error
             fallback = stored_snapshot(
                 source, store, report_date, exclude=outcome.details["snapshot_key"]

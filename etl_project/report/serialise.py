@@ -10,6 +10,12 @@ text first). The option is process-global, so it is only switched on under a loc
 one-off self-check (`_writer_trims_decimals`) proves on known values that this polars version
 writes the expected text; if it ever does not, the writers fall back to `amount_text` columns,
 which give the same bytes more slowly.
+
+Formula injection (docs/hostile-input.md): a spreadsheet that opens the CSV runs a text cell
+that starts like a formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(…)`, `-…`, a leading tab or CR).
+`to_csv` therefore prefixes such text cells with `'` (OWASP's advice), column-wise with Arrow
+compute. Amounts are numbers, not text, so `-0.5` stays `-0.5`; JSON and Parquet (and the
+warehouse) keep every value exactly as the venue sent it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl_project.report.columns import (
@@ -34,6 +41,7 @@ from etl_project.report.columns import (
     BOOL_COLUMNS,
     LINEAGE_COLUMNS,
     REPORT_COLUMNS,
+    TEXT_COLUMNS,
 )
 
 #: CSV line ending: LF (RFC 4180 names CRLF; LF is what every CSV reader accepts and what
@@ -47,6 +55,13 @@ _HEAD_COLUMNS: tuple[str, ...] = REPORT_COLUMNS[: len(REPORT_COLUMNS) - len(AMOU
 assert REPORT_COLUMNS[len(_HEAD_COLUMNS) :] == AMOUNT_COLUMNS
 
 _TRIM_LOCK = threading.Lock()
+
+#: First characters that make a spreadsheet read a text cell as a formula: OWASP's `= + - @`,
+#: tab and CR, plus LF and the full-width `＝ ＋ － ＠` some spreadsheet locales also accept.
+FORMULA_LEADS = "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"
+#: What `defuse_formulas` puts in front of such a cell: the spreadsheet then shows it as text.
+FORMULA_GUARD = "'"
+_LEADS = pa.array(list(FORMULA_LEADS), pa.string())
 
 
 # --------------------------------------------------------------------------- amounts as text
@@ -109,6 +124,36 @@ def _decimal_writer(frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
         )
 
 
+def defuse_formulas(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Text values with `'` in front of each one that starts like a formula; nulls stay null.
+
+    Column-wise (Arrow compute, no Python per row): the CSV is written for millions of rows.
+    Only the cells that need the guard are rewritten; a clean column is returned as it is.
+    """
+    if not pa.types.is_string(values.type):
+        raise TypeError(f"defuse_formulas expects text values, got {values.type}")
+    if isinstance(values, pa.ChunkedArray):
+        return pa.chunked_array([_defused(chunk) for chunk in values.chunks], values.type)
+    return _defused(values)
+
+
+def _defused(values: pa.Array) -> pa.Array:
+    first = pc.utf8_slice_codeunits(values, 0, 1)
+    leads = pc.fill_null(pc.is_in(first, value_set=_LEADS), False)
+    if not pc.any(leads).as_py():
+        return values
+    guarded = pc.binary_join_element_wise(FORMULA_GUARD, values.filter(leads), "")
+    return pc.replace_with_mask(values, leads, guarded)
+
+
+def _defused_text(report: pa.Table) -> pa.Table:
+    """The report with every text column passed through `defuse_formulas` (CSV only)."""
+    for name in TEXT_COLUMNS:
+        index = report.schema.get_field_index(name)
+        report = report.set_column(index, name, defuse_formulas(report.column(index)))
+    return report
+
+
 def _check_report(report: pa.Table) -> None:
     """The report columns are present with the types the files depend on."""
     missing = [name for name in REPORT_COLUMNS if name not in report.column_names]
@@ -136,8 +181,10 @@ def to_csv(report: pa.Table) -> bytes:
 
     Header = the 33 column names in order; booleans `TRUE`/`FALSE`; a null (Email) is an
     empty field; amounts in plain decimal notation. Only the 33 report columns are written.
+    A text cell that starts like a spreadsheet formula gets a leading `'` (`defuse_formulas`).
     """
-    frame = _report_frame(report).with_columns(
+    _check_report(report)
+    frame = _report_frame(_defused_text(report.select(list(REPORT_COLUMNS)))).with_columns(
         pl.col(name).cast(pl.String).str.to_uppercase() for name in BOOL_COLUMNS
     )
     buffer = io.BytesIO()

@@ -15,7 +15,9 @@ Knobs (read from the simulator config when it has these fields, else the default
 - `settlement_report_first_date` (`DEFAULT_FIRST_DATE`): dates before it, dates after today
   (UTC) and text that is not a date answer HTTP 404 (no report for that date);
 - `settlement_report_accounts` (`DEFAULT_ACCOUNTS`): number of users in the report.
-`sim.serve_payload("settlement_report", bytes)` serves those bytes for every date and format.
+`sim.serve_payload("settlement_report", bytes)` serves those bytes for every date and format;
+`serve_report(sim, date, bytes, fmt)` serves them as the file of that one date (any date, past
+ones included: a dated file is history, it stays readable), before any other rule.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import io
 import json
 import random
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -56,8 +60,19 @@ def report_url(sim: Simulator, fmt: str = "csv") -> str:
     return f"{sim.url}{PATH_PREFIX}/{{date}}.{fmt}"
 
 
+def serve_report(sim: Simulator, report_date: date, body: bytes | None, fmt: str = "csv") -> None:
+    """Serve `body` as the `fmt` report file of `report_date` (None: the generated one again)."""
+    if fmt not in CONTENT_TYPES:
+        raise ValueError(f"unknown report format {fmt!r}")
+    _VENUES[sim].set_file(report_date, fmt, body)
+
+
 def error_body(status: int) -> bytes:
     return json.dumps({"error": f"HTTP {status}"}).encode("utf-8")
+
+
+#: The venue of each simulator, for `serve_report`.
+_VENUES: weakref.WeakKeyDictionary[Simulator, SettlementReportVenue] = weakref.WeakKeyDictionary()
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -206,6 +221,15 @@ class SettlementReportVenue:
         first = getattr(config, "settlement_report_first_date", DEFAULT_FIRST_DATE)
         self.first_date = date.fromisoformat(str(first))
         self.users = int(getattr(config, "settlement_report_accounts", DEFAULT_ACCOUNTS))
+        self._files: dict[tuple[str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    def set_file(self, report_date: date, fmt: str, body: bytes | None) -> None:
+        with self._lock:
+            if body is None:
+                self._files.pop((report_date.isoformat(), fmt), None)
+            else:
+                self._files[(report_date.isoformat(), fmt)] = bytes(body)
 
     def fault_body(self, status: int) -> bytes:
         return error_body(status)
@@ -217,10 +241,14 @@ class SettlementReportVenue:
     def report(self, request: Request, fmt: str) -> Response:
         if self.api_token and request.header("Authorization") != f"Bearer {self.api_token}":
             return Response(401, json.dumps({"error": "unauthorized"}).encode("utf-8"))
+        text = request.params.get("date", "")
+        with self._lock:
+            served = self._files.get((text, fmt))
+        if served is not None:
+            return Response(200, served, content_type=CONTENT_TYPES[fmt])
         payload = self.sim.payload(VENUE)
         if payload is not None:
             return Response(200, payload, content_type=CONTENT_TYPES[fmt])
-        text = request.params.get("date", "")
         report_date: date | None = None
         if _DATE.fullmatch(text):
             try:
@@ -243,6 +271,7 @@ class SettlementReportVenue:
 def install(sim: Simulator) -> None:
     """Register the venue and its two routes on a simulator."""
     venue = SettlementReportVenue(sim)
+    _VENUES[sim] = venue
     sim.add_venue(VENUE, venue.fault_body)
     sim.add_route("GET", CSV_PATH, VENUE, venue.csv_report)
     sim.add_route("GET", JSON_PATH, VENUE, venue.json_report)

@@ -1,16 +1,18 @@
 """The settlement platform's own Client Balance Report (seed 000, spec §3), CSV or JSON.
 
 The platform already produces the report's 33 columns, so its rows are *taken as they are* and
-validated by the same schema as every other venue's: UUIDs, `Ccy`, `mainType`,
-`System Account` and every amount come from the file. Nothing is re-mapped or "fixed" — a row
-the schema does not accept (a lower-case or `XBT` currency, a retired column that is not 0, a
-non-canonical UUID) is quarantined downstream with the check named. The only normalisations
-are the ones the contract states for every venue: UUID text is lower-cased (spec §2) and an
-empty `Email` is null (spec §1).
+validated by the same schema as every other venue's: UUIDs, `mainType`, `System Account` and
+every amount come from the file. Nothing is re-mapped or "fixed" — a row the schema does not
+accept (a retired column that is not 0, a non-canonical UUID, a repeated `(accountUUID, Ccy)`)
+is quarantined downstream with the check named. The only normalisations are the ones the
+contract states for every venue: UUID text is lower-cased (spec §2), `Ccy` is upper-cased with
+`XBT`->`BTC`, `XDG`->`DOGE` (spec §1, §3) and an empty `Email` is null (spec §1).
 
 Where the file is (`location`, `{date}` = the report date `YYYY-MM-DD`):
-- `https://…` / `http://…`: `GET` through the shared `HttpClient` (recorded by it), with
-  `Authorization: Bearer <api_token>` when `api_token` is set;
+- `https://…` (`http://…` to loopback only): `GET` through the shared `HttpClient` (recorded
+  by it), with `Authorization: Bearer <api_token>` when `api_token` is set. Every connection
+  is resolved, checked and pinned by `settlement_report_hosts`: never a link-local or cloud
+  metadata address, whatever DNS answers (`LocationRefused`);
 - `s3://bucket/key`: boto3 `GetObject` (`AWS_ENDPOINT_URL` honoured, standard AWS credentials);
 - anything else (or `file://…`): a local path, relative to the working directory.
 S3 and path reads are recorded here as a `RawResponse` with method `READ`, the resolved location
@@ -18,28 +20,35 @@ as `url`, status 200 and the file's bytes, so the landed raw snapshot holds the 
 
 A missing report is `ReportNotFound` (a `VenueUnavailable`: the platform may not have produced
 the day's file yet, so the orchestrator's retry applies). Errors name the location without its
-query string and never carry the token.
+query string and never carry the token. A file that is not a report at all (CSV header not the
+33 columns, JSON not an array of rows) fails `fetch` with `ReportFormatError`: permanent, so
+it is fetched and landed once, not once per retry. A location with `{date}` reads history
+(`reads_history`): a past date's file is still that date's report.
 
 Parsing (`parse_report`, pure):
 - CSV: UTF-8 (BOM allowed), RFC 4180; the header must be the 33 report column names exactly,
-  in order (else `MalformedResponse` naming the missing, unexpected or misplaced columns).
-  A row with the wrong number of fields is rejected alone.
+  in order. A line that cannot be a row (wrong number of fields, unclosed quote, longer than
+  64 KiB, not UTF-8) is rejected alone, with its line number.
 - JSON: an array of objects keyed by the 33 names (any key order). Amounts are JSON numbers
   (read as exact `Decimal`, never float) or strings; booleans are `true`/`false` or the
-  strings `TRUE`/`FALSE`; `Email` may be null. An object whose keys differ is rejected alone;
-  when *no* element has the 33 keys the file is a `MalformedResponse`.
+  strings `TRUE`/`FALSE`; `Email` may be null. An element that is not such an object (other
+  keys, too large, not even valid JSON) is rejected alone; when *no* element is a row the
+  file is a `ReportFormatError`.
 - Booleans: `true`/`false` in any letter case. Amounts: decimal text (exponent allowed) that
   fits `NUMERIC(38,20)` exactly — more than 20 fractional digits or 18 integer digits is never
   rounded. A bad amount or boolean rejects *that row* (`Rejected`, column and value named),
-  never the file.
-Settings and location helpers are in `settlement_report_settings`, path and S3 reads in
-`settlement_report_read`, parsing in `settlement_report_parse` and `settlement_report_text`.
+  never the file. `Ccy` is normalised like every source's (`xbt` -> `BTC`).
+Settings and location helpers are in `settlement_report_settings` (which hosts are allowed:
+`settlement_report_hosts`), path and S3 reads in `settlement_report_read`, parsing in
+`settlement_report_parse`, `settlement_report_text` (CSV, framed by `settlement_report_lines`)
+and `settlement_report_json`. Hostile input and what is done about it: docs/hostile-input.md.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
 from etl_project.config import Secret, SourceConfig
 from etl_project.errors import (
@@ -48,9 +57,15 @@ from etl_project.errors import (
     VenueRateLimited,
     VenueUnavailable,
 )
-from etl_project.http import HttpClient, RawResponse, json_kind
+from etl_project.http import HttpClient, RawResponse
 from etl_project.raw import RawSnapshot
 from etl_project.venues.base import Connector, ParsedSnapshot
+from etl_project.venues.settlement_report_hosts import (
+    LocationRefused,
+    guarded_adapter,
+    resolve_or_fail,
+)
+from etl_project.venues.settlement_report_json import check_json
 from etl_project.venues.settlement_report_parse import KIND, parse_report
 from etl_project.venues.settlement_report_read import (
     ReportNotFound,
@@ -59,14 +74,21 @@ from etl_project.venues.settlement_report_read import (
     s3_client,
 )
 from etl_project.venues.settlement_report_settings import (
+    DATE_PLACEHOLDER,
     SettlementReportSettings,
     location_scheme,
     shown_location,
 )
-from etl_project.venues.settlement_report_text import check_header, csv_header, load_json
+from etl_project.venues.settlement_report_text import (
+    ReportFormatError,
+    check_header,
+    csv_header,
+)
 
 __all__ = [
     "AUTH_HEADER",
+    "LocationRefused",
+    "ReportFormatError",
     "ReportNotFound",
     "SettlementReportConnector",
     "SettlementReportSettings",
@@ -111,11 +133,19 @@ class SettlementReportConnector(Connector):
         settings: SettlementReportSettings = self.settings
         return settings.resolve(self.report_date)
 
+    @classmethod
+    def reads_history(cls, settings: Any) -> bool:
+        """A dated file (`{date}` in `location`) is that date's report for any past date."""
+        return isinstance(settings, SettlementReportSettings) and (
+            DATE_PLACEHOLDER in settings.location
+        )
+
     def fetch(self) -> None:
         """Read the day's file (recorded verbatim), then check it is a report at all.
 
         A file that is not CSV with the report header / not a JSON array raises
-        `MalformedResponse` here, so the run falls back to an earlier good snapshot of the day.
+        `ReportFormatError` (permanent) here, before the snapshot counts as good, so the run
+        falls back to an earlier good snapshot of the day instead of retrying the same file.
         """
         settings: SettlementReportSettings = self.settings
         location = self.location
@@ -154,6 +184,16 @@ class SettlementReportConnector(Connector):
 
     def _get_http(self, url: str) -> RawResponse:
         settings: SettlementReportSettings = self.settings
+        parsed = urlparse(url)
+        plain = parsed.scheme.lower() == "http"
+        # Checked before any request (a clear error, and the check that still holds behind a
+        # proxy, which bypasses the pinned connections); the adapter checks every connection.
+        # Redirects are never followed (`HttpClient`), so a 3xx cannot lead elsewhere.
+        port = parsed.port or (80 if plain else 443)
+        resolve_or_fail(parsed.hostname or "", port, plain, self.source.name)
+        adapter = guarded_adapter(self.source.name)
+        self.http.session.mount("http://", adapter)
+        self.http.session.mount("https://", adapter)
         fmt = settings.report_format(url)
         headers = {"Accept": _CONTENT_TYPES[fmt]}
         if settings.api_token is not None:
@@ -199,15 +239,14 @@ def check_response(raw: RawResponse, source: str) -> None:
 
 
 def check_structure(body: bytes, fmt: str, source: str, location: str = "report") -> None:
-    """Cheap file-level check done at fetch time: the CSV header / a JSON array."""
+    """File-level check done at fetch time: the CSV header / a complete JSON array of rows.
+
+    An empty file is a `MalformedResponse` (it may still be being written: a retry may help);
+    a wrong header or not an array is a `ReportFormatError` (no retry helps)."""
     where = shown_location(location)
     if not body.strip():
         raise MalformedResponse(source, f"{where}: the report file is empty")
     if fmt == "csv":
         check_header(csv_header(body, source, where), source, where)
     else:
-        doc = load_json(body, source, where)
-        if not isinstance(doc, list):
-            raise MalformedResponse(
-                source, f"{where}: JSON report must be an array of rows, got {json_kind(doc)}"
-            )
+        check_json(body, source, where)

@@ -1,7 +1,12 @@
 """Parsing the settlement platform's Client Balance Report (seed 000): CSV or JSON text ->
-canonical balances, column by column. Rows are taken as they are; a bad value rejects only its
-row, a bad header or shape fails the file (see `settlement_report` for fetching). Reading the
-file into text columns is `settlement_report_text`; typing those columns is here."""
+canonical balances, column by column. Rows are taken as they are; a bad value or a broken line
+rejects only its row, a bad header or shape fails the file (see `settlement_report` for
+fetching). Reading the file into text columns is `settlement_report_text` (CSV, framed by
+`settlement_report_lines`) and `settlement_report_json`; typing those columns is here.
+
+`Ccy` is normalised like every source's (`identity.normalise_ccy`: upper-cased, `XBT`->`BTC`,
+`XDG`->`DOGE`), once per distinct code, not per row. Rows that share an `(accountUUID, Ccy)`
+are all passed on (never summed, never dropped): the report's validation quarantines them."""
 
 from __future__ import annotations
 
@@ -11,9 +16,8 @@ from collections import defaultdict
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl_project.errors import (
-    MalformedResponse,
-)
+from etl_project.errors import MalformedResponse
+from etl_project.identity import normalise_ccy
 from etl_project.report.columns import (
     AMOUNT_COLUMNS,
     AMOUNT_TYPE,
@@ -22,7 +26,8 @@ from etl_project.report.columns import (
     REPORT_COLUMNS,
 )
 from etl_project.venues.base import AccountStatus, ParsedSnapshot, Rejected
-from etl_project.venues.settlement_report_text import TextRows, csv_rows, json_rows, short
+from etl_project.venues.settlement_report_json import json_rows
+from etl_project.venues.settlement_report_text import TextRows, csv_rows, short
 
 KIND = "settlement_report"
 #: Report file formats, by config value and file extension.
@@ -81,12 +86,13 @@ def _typed(rows: TextRows, source: str) -> ParsedSnapshot:
                     record[name] = original
             found = problems[row]
             checks = list(dict.fromkeys(check for check, _ in found))
+            where = {} if rows.positions is None else {rows.position_key: _position(rows, row)}
             rejected.append(
                 Rejected(
                     source,
                     ", ".join(checks),
                     "; ".join(reason for _, reason in found),
-                    {"source": source, **record},
+                    {"source": source, **where, **record},
                 )
             )
 
@@ -112,6 +118,8 @@ def _typed(rows: TextRows, source: str) -> ParsedSnapshot:
             arrays.append(pc.cast(_array(kept, name), AMOUNT_TYPE, safe=True))
         elif name in BOOL_COLUMNS:
             arrays.append(pc.equal(pc.utf8_lower(_array(kept, name)), "true"))
+        elif name == "Ccy":
+            arrays.append(normalised_ccy(_array(kept, name)))
         elif name == "Email":
             email = _array(kept, name)
             arrays.append(pc.if_else(pc.equal(email, ""), pa.scalar(None, pa.string()), email))
@@ -129,6 +137,21 @@ def _typed(rows: TextRows, source: str) -> ParsedSnapshot:
             raise AssertionError(f"no value for balances column {name!r}")
     table = pa.Table.from_arrays(arrays, schema=BALANCES_SCHEMA)
     return ParsedSnapshot(balances=table, rejected=rejected, accounts=accounts)
+
+
+def normalised_ccy(values: pa.Array) -> pa.Array:
+    """`normalise_ccy` of every value, computed once per distinct code (a report has a few
+    dozen currencies and millions of rows); nulls stay null."""
+    codes = pc.unique(values)
+    mapped = pa.array(
+        [None if c is None else normalise_ccy(c) for c in codes.to_pylist()], pa.string()
+    )
+    return pc.take(mapped, pc.index_in(values, codes))
+
+
+def _position(rows: TextRows, row: int) -> int:
+    assert rows.positions is not None
+    return int(rows.positions[row])
 
 
 def _array(table: pa.Table, name: str) -> pa.Array:

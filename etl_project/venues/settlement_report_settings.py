@@ -10,6 +10,7 @@ from urllib.parse import urlparse, urlunparse
 
 from etl_project.config import Secret
 from etl_project.errors import ConfigError
+from etl_project.venues.settlement_report_hosts import host_problem
 from etl_project.venues.settlement_report_parse import FORMATS
 
 __all__ = [
@@ -30,8 +31,10 @@ _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 class SettlementReportSettings:
     """Config fields of a `kind: settlement_report` source.
 
-    - `location`: `https://…`, `http://…`, `s3://bucket/key` or a local path; `{date}` is
+    - `location`: `https://…`, `s3://bucket/key` or a local path (also `file://`); `{date}` is
       replaced by the report date (`YYYY-MM-DD`); no other `{…}` placeholder is allowed.
+      Plain `http://` only to loopback; never a link-local or cloud metadata host
+      (`settlement_report_hosts`, docs/hostile-input.md).
     - `format`: `csv` or `json`; by default the location's extension (`.csv` / `.json`).
     - `api_token`: HTTP(S) only, sent as `Authorization: Bearer <api_token>`.
     - `connect_timeout`, `read_timeout`: seconds, for HTTP(S) and S3.
@@ -68,6 +71,16 @@ class SettlementReportSettings:
                 raise ConfigError(
                     f"{where}: location must not carry credentials; use api_token instead"
                 )
+            problem = host_problem(parsed.hostname, plain_http=scheme == "http")
+            if problem is not None:
+                raise ConfigError(
+                    f"{where}: location {shown_location(location)!r} is refused: {problem}"
+                )
+        if parsed.scheme.lower() == "file" and parsed.netloc not in ("", "localhost"):
+            raise ConfigError(
+                f"{where}: location {location!r} names host {parsed.netloc!r};"
+                " a file:// location must be local (file:///path)"
+            )
         if scheme == "s3" and (not parsed.netloc or not parsed.path.strip("/")):
             raise ConfigError(f"{where}: location {location!r} must be s3://bucket/key")
         if self.format is not None:
@@ -129,5 +142,11 @@ def shown_location(location: str) -> str:
     if location_scheme(location) not in ("http", "https"):
         return location
     host = parsed.hostname or ""
-    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        port = parsed.port
+    except ValueError:  # not a number: shown without it
+        port = None
+    netloc = f"{host}:{port}" if port else host
     return urlunparse((parsed.scheme, netloc, parsed.path, "", "", ""))

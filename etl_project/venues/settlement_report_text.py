@@ -1,42 +1,45 @@
-"""The report file as text columns (CSV or JSON) plus header and row-shape checks, before typing."""
+"""The report file as text columns, before typing: the header check and the CSV reader (the
+JSON reader is `settlement_report_json`). A broken line is rejected alone, with its number."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-from collections import defaultdict
+import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from etl_project.errors import MalformedResponse
-from etl_project.http import json_kind
-from etl_project.report.columns import AMOUNT_COLUMNS, BOOL_COLUMNS, REPORT_COLUMNS
+from etl_project.errors import FinalVenueError, MalformedResponse
+from etl_project.report.columns import REPORT_COLUMNS
 from etl_project.venues.base import Rejected
+from etl_project.venues.settlement_report_lines import line_text, split_lines
 
 __all__ = [
-    "CHECK_COLUMNS",
     "CHECK_FIELD_COUNT",
-    "CHECK_JSON_TYPE",
+    "ReportFormatError",
     "TextRows",
     "check_header",
     "csv_header",
     "csv_rows",
-    "json_rows",
-    "load_json",
     "short",
 ]
 
-#: Check names of rows rejected while reading the file (they appear in quarantine entries).
-CHECK_JSON_TYPE = "json_type"
-CHECK_COLUMNS = "report_columns"
+#: Check name of a CSV line with the wrong number of fields (it appears in quarantine entries).
 CHECK_FIELD_COUNT = "csv_field_count"
 
 _MAX_SHOWN = 60
+_FIRST_LINE = re.compile(rb"\r\n|\r|\n")
+
+
+class ReportFormatError(MalformedResponse, FinalVenueError):
+    """The file is not a report at all: a CSV whose header is not the 33 columns, JSON that is
+    not an array of rows. Permanent — the same file fails the same way on every retry — so
+    it is raised by `fetch` and the orchestrator should not fetch (and land) it again.
+    (A `MalformedResponse` until `errors.py` has a non-retryable base class.)"""
 
 
 @dataclass
@@ -50,21 +53,27 @@ class TextRows:
     flagged: set[tuple[int, str]]
     #: (row index, column) -> the value as it was in the file, for the quarantine record
     originals: dict[tuple[int, str], str]
-    #: rejected before they became a row (CSV rows with the wrong number of fields)
+    #: rejected before they became a row (broken CSV lines, JSON elements that are not rows)
     rejected: list[Rejected]
+    #: where each row is in the file: its line (CSV) or array element (JSON), for quarantine;
+    #: None when unknown
+    positions: np.ndarray | None
+    #: the name of that position in a quarantine record: `line` or `element`
+    position_key: str
 
 
 def csv_header(body: bytes, source: str, where: str = "report") -> list[str]:
     """The column names of the CSV's first line (UTF-8, BOM allowed)."""
-    first = body.split(b"\n", 1)[0]
+    first = _FIRST_LINE.split(body, maxsplit=1)[0]
     try:
-        text = first.decode("utf-8-sig").rstrip("\r")
+        text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise MalformedResponse(source, f"{where}: the CSV header is not UTF-8") from None
+        raise ReportFormatError(source, f"{where}: the CSV header is not UTF-8") from None
     return next(csv.reader([text]), [])
 
 
 def check_header(names: list[str], source: str, where: str = "report") -> None:
+    """Nothing when `names` are the 33 report columns in order, else `ReportFormatError`."""
     expected = list(REPORT_COLUMNS)
     if names == expected:
         return
@@ -84,20 +93,26 @@ def check_header(names: list[str], source: str, where: str = "report") -> None:
             f"columns out of order: column {position + 1} is {names[position]!r},"
             f" expected {expected[position]!r}"
         )
-    raise MalformedResponse(
+    raise ReportFormatError(
         source, f"{where}: header is not the report's 33 columns: " + "; ".join(problems)
     )
 
 
 def csv_rows(body: bytes, source: str) -> TextRows:
-    invalid: list[tuple[int, int, str]] = []
+    """The CSV's rows as text columns; a line that cannot be a row is rejected with its number.
+
+    `split_lines` cuts out overlong, non-UTF-8 and unclosed-quote lines first; Arrow then
+    reads the rest and reports rows with the wrong number of fields, which are rejected too.
+    """
+    check_header(csv_header(body, source), source)
+    lines = split_lines(body)
+    invalid: list[tuple[int | None, int, int, str]] = []
 
     def on_invalid_row(row: Any) -> str:
-        invalid.append((row.expected_columns, row.actual_columns, row.text))
+        invalid.append((row.number, row.expected_columns, row.actual_columns, row.text))
         return "skip"
 
-    check_header(csv_header(body, source), source)
-    data = body if body.endswith(b"\n") else body + b"\n"  # a header-only file without EOL
+    data = lines.body if lines.body.endswith((b"\n", b"\r")) else lines.body + b"\n"
     try:
         table = pcsv.read_csv(
             io.BytesIO(data),
@@ -111,111 +126,39 @@ def csv_rows(body: bytes, source: str) -> TextRows:
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:  # framing should have prevented it
         reason = " ".join(str(exc).split())[:200]
         raise MalformedResponse(source, f"not a readable CSV report ({reason})") from None
     if table.column_names != list(REPORT_COLUMNS):  # e.g. a quoted header name
         check_header(table.column_names, source)
     rejected = [
-        Rejected(
-            source,
-            CHECK_FIELD_COUNT,
-            f"row has {actual} fields, expected {expected}",
-            {"source": source, "text": text},
-        )
-        for expected, actual, text in invalid
+        Rejected(source, r.check, r.reason, {"source": source, "line": r.line, "text": r.text})
+        for r in lines.rejected
     ]
-    return TextRows(table, {}, set(), {}, rejected)
-
-
-def load_json(body: bytes, source: str, where: str = "report") -> Any:
-    try:
-        return json.loads(body, parse_float=Decimal, parse_int=Decimal, parse_constant=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise MalformedResponse(source, f"{where}: not a valid JSON report ({reason})") from None
-
-
-def json_rows(body: bytes, source: str) -> TextRows:
-    doc = load_json(body, source)
-    if not isinstance(doc, list):
-        raise MalformedResponse(
-            source, f"JSON report must be an array of rows, got {json_kind(doc)}"
+    records = lines.record_lines
+    skipped: list[int] = []
+    for number, expected, actual, text in invalid:
+        # Arrow numbers records from 1 (the header), skipping empty lines, as `record_lines`
+        index = None if number is None else number - 2
+        line = int(records[index]) if index is not None and 0 <= index < len(records) else None
+        if index is not None:
+            skipped.append(index)
+        where = f"line {line}: " if line is not None else ""
+        rejected.append(
+            Rejected(
+                source,
+                CHECK_FIELD_COUNT,
+                f"{where}row has {actual} fields, expected {expected}",
+                {"source": source, "line": line, "text": line_text(text.encode("utf-8"))},
+            )
         )
-    expected = set(REPORT_COLUMNS)
-    columns: dict[str, list[str | None]] = {name: [] for name in REPORT_COLUMNS}
-    problems: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    flagged: set[tuple[int, str]] = set()
-    originals: dict[tuple[int, str], str] = {}
-    rejected: list[Rejected] = []
-    first_mismatch: str | None = None
-    for position, item in enumerate(doc):
-        if not isinstance(item, dict) or set(item) != expected:
-            if isinstance(item, dict):
-                missing = [c for c in REPORT_COLUMNS if c not in item]
-                unexpected = sorted(str(k) for k in item if k not in expected)
-                parts = []
-                if missing:
-                    parts.append("missing column(s) " + ", ".join(map(repr, missing)))
-                if unexpected:
-                    parts.append("unexpected column(s) " + ", ".join(map(repr, unexpected[:10])))
-                reason = f"element {position}: " + "; ".join(parts)
-                record: dict[str, Any] = {
-                    "source": source,
-                    **{str(k): _json_text(v) for k, v in item.items()},
-                }
-            else:
-                reason = f"element {position}: a row must be an object, got {json_kind(item)}"
-                record = {"source": source, "text": _json_text(item)}
-            first_mismatch = first_mismatch or reason
-            rejected.append(Rejected(source, CHECK_COLUMNS, reason, record))
-            continue
-        row = len(columns["userUUID"])
-        for name in REPORT_COLUMNS:
-            text, problem = _json_value(name, item[name])
-            columns[name].append(text)
-            if problem is not None:
-                problems[row].append((CHECK_JSON_TYPE, problem))
-                flagged.add((row, name))
-                originals[(row, name)] = _json_text(item[name])
-    if doc and not columns["userUUID"]:
-        raise MalformedResponse(
-            source, f"no element of the JSON report has the report's 33 columns ({first_mismatch})"
-        )
-    table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
-    return TextRows(table, dict(problems), flagged, originals, rejected)
-
-
-def _json_value(name: str, value: Any) -> tuple[str | None, str | None]:
-    """The text of a JSON value for `name`, or (None, problem) when its JSON type is wrong."""
-    if name in AMOUNT_COLUMNS:
-        if isinstance(value, Decimal):
-            return str(value), None
-        if isinstance(value, str):
-            return value, None
-        return None, f"{name}: expected a number, got {short(_json_text(value))}"
-    if name in BOOL_COLUMNS:
-        if isinstance(value, bool):
-            return ("TRUE" if value else "FALSE"), None
-        if isinstance(value, str):
-            return value, None
-        return None, f"{name}: expected a boolean, got {short(_json_text(value))}"
-    if value is None or isinstance(value, str):
-        return value, None  # null: the schema's not-null rule decides (Email may be null)
-    return None, f"{name}: expected a string, got {short(_json_text(value))}"
+    rejected.sort(key=lambda r: r.record["line"] or 0)
+    positions: np.ndarray | None = np.delete(records, skipped) if skipped else records
+    if positions is not None and len(positions) != table.num_rows:  # not expected: then none
+        positions = None
+    return TextRows(table, {}, set(), {}, rejected, positions, "line")
 
 
 def short(text: str) -> str:
+    """A value for a reason text: at most 60 characters."""
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
-
-
-def _json_text(value: Any) -> str:
-    """Compact JSON text of a decoded value (Decimals exactly)."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ",".join(_json_text(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(k))}:{_json_text(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    return json.dumps(value, ensure_ascii=False)

@@ -55,7 +55,8 @@ def test_report_from_s3_is_landed_verbatim_and_parsed(s3_location: str, fmt: str
     parsed = SettlementReportConnector.parse(landed, src)
     assert parsed.rejected == []
     assert parsed.balances.num_rows == 4
-    assert parsed.balances.column("Ccy").to_pylist() == ["BTC", "ETH", "USDT", "XBT"]
+    # spec §3: the report's Ccy is normalised like every source's (XBT -> BTC)
+    assert parsed.balances.column("Ccy").to_pylist() == ["BTC", "ETH", "USDT", "BTC"]
     assert str(parsed.balances.column("Total")[1].as_py()) == "-0.00090568328396424710"
 
 

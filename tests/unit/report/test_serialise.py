@@ -15,6 +15,7 @@ from etl_project.report import serialise
 from etl_project.report.columns import AMOUNT_COLUMNS, AMOUNT_TYPE, REPORT_COLUMNS, REPORT_SCHEMA
 from etl_project.report.serialise import (
     amount_text,
+    defuse_formulas,
     read_csv_rows,
     read_json_rows,
     read_parquet,
@@ -124,6 +125,84 @@ def test_csv_is_utf8() -> None:
     assert "Zoë 株式".encode() in data
 
 
+# ------------------------------------------------------------------------ formula injection
+
+HOSTILE = {
+    "User": '=HYPERLINK("http://x","y")',
+    "Account Group": "+cmd|' /C calc'!A0",
+    "subMainType": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "mainType": "-2+3+cmd|' /C calc'!A0",
+    "Email": "\t=1+1@example.com",
+}
+
+
+def hostile_rows() -> pa.Table:
+    return report(
+        row(1, Total=Decimal("-0.5"), Hold=Decimal("-0.0009056832839642471"), **HOSTILE),
+        row(2, User="\r=1+1", **{"Account Group": "Desk = Ops", "subMainType": "a-b+c@d"}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-1+2", "'-1+2"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("\nx", "'\nx"),
+        ("\uff1dSUM(A1)", "'\uff1dSUM(A1)"),
+        ("'=already quoted", "'=already quoted"),
+        ("a=b", "a=b"),
+        (" =x", " =x"),
+        ("", ""),
+        (None, None),
+    ],
+)
+def test_defuse_formulas_guards_only_formula_leading_text(
+    value: str | None, written: str | None
+) -> None:
+    assert defuse_formulas(pa.array([value], pa.string())).to_pylist() == [written]
+
+
+def test_defuse_formulas_is_columnar_and_refuses_non_text() -> None:
+    chunked = pa.chunked_array([pa.array(["=1", "ok"]), pa.array([None, "@x"], pa.string())])
+    assert defuse_formulas(chunked).to_pylist() == ["'=1", "ok", None, "'@x"]
+    with pytest.raises(TypeError, match="expects text values, got decimal128"):
+        defuse_formulas(pa.array([Decimal(1)], AMOUNT_TYPE))
+
+
+def test_csv_neutralises_formula_cells_in_every_text_column_but_not_amounts() -> None:
+    zeros = ",".join(["0"] * 15)
+    expected = (
+        f"{HEADER}\n"
+        f'{U1},{A1},{G},\'+cmd|\' /C calc\'!A0,"\'=HYPERLINK(""http://x"",""y"")",'
+        f"'\t=1+1@example.com,'-2+3+cmd|' /C calc'!A0,'@SUM(1+1)*cmd|' /C calc'!A0,"
+        f"BTC,TRUE,FALSE,-0.5,0,0,0,-0.0009056832839642471,{zeros},0,0\n"
+        f'{U2},{A2},{G},Desk = Ops,"\'\r=1+1",,Client,a-b+c@d,BTC,TRUE,FALSE,'
+        f"0,0,0,0,0,{zeros},0,0\n"
+    )
+    data = to_csv(hostile_rows())
+    assert data.decode("utf-8") == expected
+    rows = read_csv_rows(data)
+    assert rows[0]["User"] == "'" + HOSTILE["User"]
+    assert rows[0]["Total"] == "-0.5"  # a negative amount is a number, never guarded
+    assert rows[1]["User"] == "'\r=1+1"
+
+
+def test_json_and_parquet_keep_hostile_text_as_sent() -> None:
+    table = hostile_rows()
+    rows = read_json_rows(to_json(table))
+    assert {name: rows[0][name] for name in HOSTILE} == HOSTILE
+    assert rows[1]["User"] == "\r=1+1"
+    assert rows[0]["Total"] == Decimal("-0.5")
+    back = read_parquet(to_parquet(table))
+    assert back.equals(table.select(back.column_names))
+    assert back.column("User").to_pylist() == [HOSTILE["User"], "\r=1+1"]
+
+
 # ------------------------------------------------------------------------------------ JSON
 
 
@@ -195,9 +274,11 @@ def test_json_of_an_empty_report() -> None:
 
 def test_fallback_writer_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     fast_csv, fast_json = to_csv(two_rows()), to_json(two_rows())
+    fast_hostile = to_csv(hostile_rows())
     monkeypatch.setattr(serialise, "_writer_trims_decimals", lambda: False)
     assert to_csv(two_rows()) == fast_csv
     assert to_json(two_rows()) == fast_json
+    assert to_csv(hostile_rows()) == fast_hostile
 
 
 def test_writers_refuse_float_amounts() -> None:

@@ -75,3 +75,13 @@ def test_warehouse_down_ends_in_one_line_naming_the_warehouse(tmp_path: Path) ->
     assert all("warehouse" in line for line in lines), lines
     assert any(f"127.0.0.1:{port}" in line or "refused" in line for line in lines), lines
     assert done.stdout.splitlines()[-1] == f"{DAY}: FAILED, 0 rows, missing"
+
+
+def test_a_past_date_is_rebuilt_from_its_dated_report_file(tmp_path: Path) -> None:
+    """A dated settlement report file is history: no stored snapshot is needed for 2026-11-20."""
+    done = _run(tmp_path, str(tmp_path / "lake"), f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{DAY}: OK, 3 rows, complete"
+    assert "  rows: settle: delivered 4 = published 3 + dropped all-zero 1 + quarantined 0" in lines

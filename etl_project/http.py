@@ -171,8 +171,9 @@ class HttpClient:
             if self.before_request is not None:
                 self._check_budget(pending)
                 self.before_request()  # may sleep (rate limits): check the budget after it
-            timeout = self._timeouts(pending)
+            # Headers first: building them may refresh a token, which spends budget too.
             sent_headers = headers() if callable(headers) else (headers or {})
+            timeout = self._timeouts(pending)
             try:
                 resp = self.session.request(
                     method,

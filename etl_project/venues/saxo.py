@@ -26,7 +26,13 @@ from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 from etl_project.config import Secret, SourceConfig, check_url
-from etl_project.errors import ConfigError, MalformedResponse, VenueAuthError, VenueError
+from etl_project.errors import (
+    ConfigError,
+    FinalVenueError,
+    MalformedResponse,
+    VenueAuthError,
+    VenueError,
+)
 from etl_project.http import HttpClient, RawResponse, parse_json
 from etl_project.raw import RawSnapshot
 from etl_project.venues.base import Connector, ParsedSnapshot
@@ -135,7 +141,7 @@ class SaxoConnector(Connector):
         super().__init__(source, http)
         settings: SaxoSettings = self.settings
         self.base_url = settings.base_url.rstrip("/")
-        self.limiter = limiter or SlidingWindowLimiter(settings.requests_per_minute)
+        self.limiter = limiter or SlidingWindowLimiter(settings.requests_per_minute, budget=http)
         self.tokens = tokens or TokenProvider(
             source.name,
             access_token=settings.access_token,
@@ -146,6 +152,7 @@ class SaxoConnector(Connector):
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             sleep=http.sleep,
+            budget=http,
         )
 
     def fetch(self) -> None:
@@ -220,13 +227,15 @@ class SaxoConnector(Connector):
             sent.append(token)
             return {"Accept": "application/json", "Authorization": f"Bearer {token}"}
 
-        raw = self.http.get(url, headers=headers, params=params)
+        with self.limiter.requesting("GET", url):
+            raw = self.http.get(url, headers=headers, params=params)
         if raw.status != 401:
             return raw
         if not self.tokens.can_refresh:
             raise response_error(raw, self.source.name)
         self.tokens.refresh(stale=sent[-1])
-        raw = self.http.get(url, headers=headers, params=params)
+        with self.limiter.requesting("GET", url):
+            raw = self.http.get(url, headers=headers, params=params)
         if raw.status == 401:
             raise response_error(raw, self.source.name, note="after a token refresh")
         return raw
@@ -236,8 +245,8 @@ class SaxoConnector(Connector):
                   "FieldGroups": FIELD_GROUPS}  # fmt: skip
         try:
             raw = self.get(f"{self.base_url}/{BALANCES_PATH}", params)
-        except VenueAuthError:
-            raise  # the token is bad for every account: the whole source fails
+        except (VenueAuthError, FinalVenueError):
+            raise  # a bad token or a spent time budget holds for every account: the source fails
         except VenueError as exc:
             log.warning("%s: balances of account %s failed: %s",
                         self.source.name, account.account_key, exc)  # fmt: skip

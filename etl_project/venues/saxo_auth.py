@@ -8,12 +8,18 @@ memory only, never in config, logs, messages or raw snapshots.
 The token call deliberately bypasses the recording `HttpClient`: its answer *is* the secret,
 so it must never land in the raw snapshot (and `HttpClient` sends no request body). It has
 its own small retry loop (connection errors, 429 and 5xx; `Retry-After` honoured).
+
+With a `budget` (the source's `HttpClient`) the token call shares the source's one time budget:
+its timeouts are capped at what is left, an attempt or a backoff that cannot finish before the
+deadline is not started, and a spent budget raises `SourceTimeout` naming the token URL's path
+alone (`POST /token: read timed out`), never the form it sent or the answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -24,8 +30,15 @@ from urllib.parse import urlparse
 import requests
 
 from etl_project.config import Secret
-from etl_project.errors import MalformedResponse, VenueAuthError, VenueUnavailable
-from etl_project.http import RETRY_STATUSES, RetryPolicy, retry_after_seconds
+from etl_project.errors import MalformedResponse, SourceTimeout, VenueAuthError, VenueUnavailable
+from etl_project.http import (
+    MIN_ATTEMPT_SECONDS,
+    RETRY_STATUSES,
+    HttpClient,
+    RetryPolicy,
+    _failure,
+    retry_after_seconds,
+)
 
 __all__ = ["LIVE_TOKEN_URL", "SIM_TOKEN_URL", "TokenProvider", "default_token_url"]
 
@@ -72,6 +85,7 @@ class TokenProvider:
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: HttpClient | None = None,
     ) -> None:
         self.source = source
         self._access = _reveal(access_token)
@@ -83,6 +97,8 @@ class TokenProvider:
         self._timeouts = (connect_timeout, read_timeout)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        #: The source's client; its time budget caps the token call (None: uncapped).
+        self.budget = budget
         self._lock = threading.Lock()
         #: Successful refreshes so far (observability and tests; never the tokens).
         self.refreshes = 0
@@ -153,35 +169,62 @@ class TokenProvider:
 
     def _post(self, url: str, form: dict[str, str]) -> tuple[int, bytes]:
         where = f"POST {_path(url)}"
+        pending = f"{where}: not sent"
         if self._session is None:
             self._session = requests.Session()
         attempt = 0
         while True:
             attempt += 1
+            left = self._check_budget(pending)
+            connect, read = self._timeouts
             try:
                 resp = self._session.post(
                     url, data=form, headers={"Accept": "application/json"},
-                    timeout=self._timeouts, allow_redirects=False,
+                    timeout=(min(connect, left), min(read, left)), allow_redirects=False,
                 )  # fmt: skip
             except requests.RequestException as exc:
                 # Never the exception text: a request error can quote the form it sent.
                 reason = type(exc).__name__
+                pending = f"{where}: {_failure(exc)}"
+                self._check_budget(pending)
                 if attempt >= self._retry.max_attempts:
                     raise VenueUnavailable(
                         self.source, f"{where} failed after {attempt} attempts: {reason}"
                     ) from None
-                self._wait(attempt, None)
+                self._wait(attempt, None, pending)
                 continue
             if resp.status_code not in RETRY_STATUSES or attempt >= self._retry.max_attempts:
                 return resp.status_code, resp.content
-            self._wait(attempt, resp.headers.get("Retry-After"))
+            pending = f"{where}: answered HTTP {resp.status_code}"
+            self._wait(attempt, resp.headers.get("Retry-After"), pending, resp.status_code)
 
-    def _wait(self, attempt: int, retry_after: str | None) -> None:
+    def _wait(
+        self, attempt: int, retry_after: str | None, pending: str, status: int | None = None
+    ) -> None:
         delay = retry_after_seconds(retry_after)
         if delay is None:
             base = self._retry.backoff_seconds * (2 ** (attempt - 1))
             delay = min(self._retry.max_backoff_seconds, base) * random.uniform(0.5, 1.0)
-        self._sleep(min(delay, self._retry.max_retry_after_seconds))
+        delay = min(delay, self._retry.max_retry_after_seconds)
+        left = self._left()
+        if delay + MIN_ATTEMPT_SECONDS > left:
+            # Sleeping into the deadline only to fail there would waste the others' time.
+            raise self._timeout(f"{pending}; no time left to retry", status)
+        self._sleep(min(delay, left))
+
+    def _left(self) -> float:
+        return math.inf if self.budget is None else self.budget.remaining()
+
+    def _check_budget(self, pending: str) -> float:
+        """What is left of the budget; `SourceTimeout` when too little is left for an attempt."""
+        left = self._left()
+        if left < MIN_ATTEMPT_SECONDS:
+            raise self._timeout(pending)
+        return left
+
+    def _timeout(self, pending: str, status: int | None = None) -> SourceTimeout:
+        budget = self.budget.budget_seconds if self.budget is not None else None
+        return SourceTimeout(self.source, budget or 0.0, pending, status=status)
 
 
 def _reveal(value: str | None) -> str | None:

@@ -6,6 +6,12 @@
 `after_response` (reads `X-RateLimit-<dimension>-Remaining` / `-Reset`; when a dimension is
 exhausted, no request leaves until that dimension resets). Clock and sleep are injectable,
 so tests never sleep for real. Thread-safe.
+
+With a `budget` (the source's `HttpClient`), no wait outlasts the source's one time budget: a
+wait that cannot end before its deadline (leaving `MIN_ATTEMPT_SECONDS` for the request) is not
+started, and `acquire` raises `SourceTimeout` at once, naming the request it held back when the
+caller said which (`requesting`), e.g. `GET /openapi/port/v1/balances: rate-limit wait of 40s
+exceeds the time left`.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
-from etl_project.http import RawResponse
+from etl_project.errors import SourceTimeout, seconds_text
+from etl_project.http import MIN_ATTEMPT_SECONDS, HttpClient, RawResponse
 
 __all__ = ["SlidingWindowLimiter", "exhausted_reset"]
 
@@ -33,6 +42,8 @@ class SlidingWindowLimiter:
     `max_header_wait` bounds how long a `Reset` header may hold requests back: a dimension that
     resets later than that (Saxo's per-application daily quota) is not waited for; the venue's
     429 then ends the fetch through the HTTP layer's retry budget instead of a silent hang.
+
+    `budget` is the source's `HttpClient`: its `remaining()` caps every wait (see the module).
     """
 
     def __init__(
@@ -43,6 +54,7 @@ class SlidingWindowLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         max_header_wait: float = 120.0,
+        budget: HttpClient | None = None,
     ) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError("limit must be a positive integer")
@@ -51,16 +63,22 @@ class SlidingWindowLimiter:
         self.limit = limit
         self.window = float(window)
         self.max_header_wait = max_header_wait
+        #: The source's client; its time budget caps every wait (None: waits are uncapped).
+        self.budget = budget
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._sent: deque[float] = deque()
         self._blocked_until = float("-inf")
+        self._naming = threading.local()  # per thread: the request `acquire` is waiting for
         #: Seconds spent waiting in `acquire`, in total (observability and tests).
         self.waited = 0.0
 
     def acquire(self) -> None:
-        """Block until one more request fits the window (and no header hold is active)."""
+        """Block until one more request fits the window (and no header hold is active).
+
+        Raises `SourceTimeout` instead of waiting past the `budget`'s deadline.
+        """
         while True:
             with self._lock:
                 now = self._clock()
@@ -73,9 +91,32 @@ class SlidingWindowLimiter:
                 else:
                     self._sent.append(now)
                     return
+                left = self._left(wait)
                 self.waited += wait
             log.debug("rate limiter: waiting %.3fs", wait)
-            self._sleep(wait)
+            self._sleep(min(wait, left))
+
+    @contextmanager
+    def requesting(self, method: str, url: str) -> Iterator[None]:
+        """Name the request that acquisitions in this block (this thread) are for, so that a
+        `SourceTimeout` says which request it held back: method and path, never host or query."""
+        previous = getattr(self._naming, "what", None)
+        self._naming.what = f"{method} {urlsplit(url).path or '/'}"
+        try:
+            yield
+        finally:
+            self._naming.what = previous
+
+    def _left(self, wait: float) -> float:
+        """What is left of the budget, when `wait` fits in it; else `SourceTimeout` at once."""
+        if self.budget is None:
+            return math.inf
+        left = self.budget.remaining()
+        if wait + MIN_ATTEMPT_SECONDS > left:
+            what = getattr(self._naming, "what", None) or "next request"
+            pending = f"{what}: rate-limit wait of {seconds_text(wait)}s exceeds the time left"
+            raise SourceTimeout(self.budget.source, self.budget.budget_seconds or 0.0, pending)
+        return left
 
     def block_for(self, seconds: float) -> None:
         """Hold every request back for `seconds` from now (extends, never shortens, a hold)."""

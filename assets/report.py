@@ -7,9 +7,10 @@ import dagster as dg
 
 from assets.partitions import partition_date
 from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
-from etl_project import pipeline, publish
 from etl_project.report.summary import markdown_table, totals_by
 from etl_project.sinks.account_registry import expected_accounts
+from etl_project.stages import publish
+from etl_project.stages import report as report_stage
 
 REPORT_KEY = dg.AssetKey("settlement_balance_report")
 FILES_KEY = dg.AssetKey("settlement_balance_files")
@@ -43,7 +44,7 @@ def report_assets(
                 )
                 for source in config.sources
             }
-        outcome = pipeline.stage_report(config, store, report_date, context.run_id, expected)
+        outcome = report_stage.stage_report(config, store, report_date, context.run_id, expected)
         if not outcome.ok:
             raise dg.Failure(description=outcome.reason)
         details = outcome.details
@@ -52,7 +53,7 @@ def report_assets(
             raise dg.Failure(
                 description="report incomplete: " + "; ".join(g["reason"] for g in gaps)
             )
-        report, _ = pipeline.staged_report(store, report_date)
+        report, _ = report_stage.staged_report(store, report_date)
         return dg.MaterializeResult(
             metadata={
                 "rows": details["rows"],
@@ -68,7 +69,7 @@ def report_assets(
                 ),
                 "rejected_rows": len(details["rejected"]),
                 "rows_by_source": dg.MetadataValue.md(
-                    markdown_table(pipeline.accounting_rows(details))
+                    markdown_table(report_stage.accounting_rows(details))
                 ),
                 "totals_by_venue_and_ccy": dg.MetadataValue.md(
                     markdown_table(totals_by(report, ["venue", "Ccy"]))

@@ -17,11 +17,12 @@ import dagster as dg
 from assets.checks import conclude_check
 from assets.partitions import partition_date
 from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
-from etl_project import pipeline
 from etl_project.checks import CheckOutcome
 from etl_project.config import ReportSettings, SourceLayout
 from etl_project.errors import FinalVenueError
 from etl_project.http import Deadline
+from etl_project.stages import balances as balances_stage
+from etl_project.stages import snapshot as snapshot_stage
 
 
 def venue_retry(report: ReportSettings) -> dg.RetryPolicy:
@@ -95,7 +96,7 @@ def source_assets(
         config = etl_config.load()
         deadline = source_deadline(context, config.report.source_timeout_seconds)
         try:
-            outcome = pipeline.take_snapshot(
+            outcome = snapshot_stage.take_snapshot(
                 config.source(name),
                 object_store.open(),
                 partition_date(context),
@@ -143,7 +144,9 @@ def source_assets(
     ) -> dg.MaterializeResult:
         config = etl_config.load()
         report_date = partition_date(context)
-        outcome = pipeline.stage_balances(config.source(name), object_store.open(), report_date)
+        outcome = balances_stage.stage_balances(
+            config.source(name), object_store.open(), report_date
+        )
         details = outcome.details
         valid, quarantined = details.get("rows", 0), len(details.get("rejected", []))
         delivered = CheckOutcome(

@@ -10,10 +10,10 @@ import pandera.errors
 import polars as pl
 from pandera.config import ValidationDepth, config_context
 
-from etl_project import pipeline
 from etl_project.errors import EtlError
 from etl_project.report.schema import ReportModel
 from etl_project.sinks.object_store import ObjectStore
+from etl_project.stages.report import staged_report
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class CheckOutcome:
 def report_schema(store: ObjectStore, report_date: date) -> CheckOutcome:
     """Audit the staged report against the contract's schema before anything is published."""
     try:
-        report, _ = pipeline.staged_report(store, report_date)
+        report, _ = staged_report(store, report_date)
     except EtlError as exc:
         return CheckOutcome(False, str(exc))
     try:

@@ -159,11 +159,11 @@ def write_demo_config(workdir: Path, sim_url: str) -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from etl_project import pipeline
     from etl_project.config import load_config
     from etl_project.report.summary import markdown_table, totals_by
     from etl_project.simulator import Simulator, SimulatorConfig
     from etl_project.sinks.object_store import open_store
+    from etl_project.stages.report import staged_report
 
     sim_config = SimulatorConfig(seed=args.seed, kraken_subaccounts=args.kraken_subaccounts)
     for var, attr in DEMO_ENV.items():
@@ -179,7 +179,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_summary(summary)
     if summary.success:
         store = open_store(load_config(config_path).storage)
-        report, _ = pipeline.staged_report(store, args.date)
+        report, _ = staged_report(store, args.date)
         print("\nTotals per currency:")
         print(markdown_table(totals_by(report, ["Ccy"])))
     return 0 if summary.success else 1

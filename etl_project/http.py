@@ -42,7 +42,7 @@ class Deadline(float):
     """Epoch seconds (`time.time()`) at which a source's time budget ends.
 
     Wall-clock so it means the same in every process a retried step runs in; a plain float
-    to every caller (it passes through `pipeline.take_snapshot` untouched) that also remembers
+    to every caller (it passes through `take_snapshot` untouched) that also remembers
     the budget's length, so the timeout message names the configured budget, not what is left.
     """
 

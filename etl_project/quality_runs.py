@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from etl_project import pipeline, quality
+from etl_project import quality
 from etl_project.checks import CheckOutcome
 from etl_project.errors import EtlError
 from etl_project.sinks.object_store import ObjectStore
 from etl_project.sinks.operational_tables import CHECK_RESULTS_TABLE, REPORT_RUNS_TABLE
 from etl_project.sinks.warehouse import Warehouse
+from etl_project.stages.report import staged_details
 
 
 def published_status(warehouse: Warehouse, report_date: date) -> dict[str, Any] | None:
@@ -30,7 +31,7 @@ def published_status(warehouse: Warehouse, report_date: date) -> dict[str, Any] 
 def completeness(store: ObjectStore, report_date: date) -> CheckOutcome:
     """Every expected account of every source made it into the staged report."""
     try:
-        details = pipeline.staged_details(store, report_date)
+        details = staged_details(store, report_date)
     except EtlError as exc:
         return CheckOutcome(False, str(exc))
     return quality.completeness(details)

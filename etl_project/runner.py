@@ -14,10 +14,10 @@ from typing import Any
 
 from etl_project import staging
 from etl_project.config import AppConfig, load_config
-from etl_project.pipeline import accounting_line, accounting_rows
-from etl_project.publish import read_status
 from etl_project.sinks.files import quarantine_key, report_keys
 from etl_project.sinks.object_store import ObjectStore, open_store
+from etl_project.stages.publish import read_status
+from etl_project.stages.report import accounting_line, accounting_rows
 
 
 @dataclass

@@ -41,13 +41,13 @@ def expected_seed003_rows() -> list[dict[str, str]]:
 def store_past_snapshots(config_path: Path, days: list[date], source: str = "kraken_main") -> None:
     """Snapshots of `source` taken at the end of each past day, as the daily schedule would
     have taken them, so those dates can later be rebuilt without a venue call."""
-    from etl_project import pipeline
     from etl_project.config import load_config
     from etl_project.sinks.object_store import open_store
+    from etl_project.stages.snapshot import fetch_live
 
     config = load_config(config_path)
     store = open_store(config.storage)
     for day in days:
         taken_at = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
-        outcome, error = pipeline.fetch_live(config.source(source), store, day, taken_at)
+        outcome, error = fetch_live(config.source(source), store, day, taken_at)
         assert error is None and outcome.ok, outcome.reason

@@ -14,10 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl_project.publish import status_key
 from etl_project.report.serialise import read_csv_rows, read_json_rows, read_parquet
 from etl_project.sinks.files import quarantine_key, report_keys
 from etl_project.sinks.object_store import open_store
+from etl_project.stages.publish import status_key
 
 PUBLISHED = ("complete", "partial")
 

@@ -22,12 +22,13 @@ from assets.alerting import FAILURE_SENSOR_NAME, AlertResource, run_failure_aler
 from assets.checks import FRESHNESS_CHECK
 from assets.definitions import FRESHNESS_JOB_NAME, JOB_NAME, build_definitions
 from assets.report import FILES_KEY, WAREHOUSE_KEY
-from etl_project import pipeline, staging
+from etl_project import staging
 from etl_project.config import load_config
 from etl_project.report.columns import REPORT_SCHEMA
 from etl_project.sinks.files import quarantine_key, report_keys
 from etl_project.sinks.object_store import ObjectStore, open_store
 from etl_project.sinks.warehouse import Warehouse
+from etl_project.stages.snapshot import fetch_live
 from tests.conftest import WEBHOOK_TOKEN_PATH, Receiver
 from tests.integration.helpers import FIXTURES
 from tests.integration.test_daily_job_all_venues import TODAY
@@ -245,7 +246,7 @@ def test_movement_and_row_count_compare_with_the_previous_day(
     for day, body in ((day1, payload), (day2, doubled)):
         simulator.serve_payload("kraken_futures", body.encode())
         taken_at = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        outcome, error = pipeline.fetch_live(config.source("kraken_main"), store, day, taken_at)
+        outcome, error = fetch_live(config.source("kraken_main"), store, day, taken_at)
         assert error is None and outcome.ok
 
     instance = dg.DagsterInstance.ephemeral()
@@ -313,7 +314,7 @@ def test_freshness_job_judges_yesterday_from_the_warehouse(
 
     config = load_config(kraken_config)
     taken_at = datetime.combine(yesterday, time(23, 59), tzinfo=UTC)
-    _, error = pipeline.fetch_live(
+    _, error = fetch_live(
         config.source("kraken_main"), open_store(config.storage), yesterday, taken_at
     )
     assert error is None

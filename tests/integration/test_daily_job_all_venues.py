@@ -14,11 +14,11 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.definitions import build_definitions
-from etl_project.publish import status_key
 from etl_project.report.serialise import read_csv_rows
 from etl_project.simulator import SimulatorConfig
 from etl_project.sinks.files import report_keys
 from etl_project.sinks.object_store import open_store
+from etl_project.stages.publish import status_key
 from tests.integration.helpers import FIXTURES, expected_seed003_rows
 
 TODAY = datetime.now(UTC).date()

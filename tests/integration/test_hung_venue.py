@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from assets.sources import source_deadline
-from etl_project import pipeline
 from etl_project.errors import SourceTimeout
 from etl_project.runner import run_report
 from etl_project.simulator import SimulatorConfig
+from etl_project.stages import snapshot as snapshot_stage
 
 TODAY = datetime.now(UTC).date()
 BUDGET = 3.0
@@ -118,7 +118,7 @@ def test_a_source_timeout_is_never_retried_by_dagster(
         calls.append(source.name)
         raise SourceTimeout(source.name, BUDGET, "GET /x: read timed out")
 
-    monkeypatch.setattr(pipeline, "take_snapshot", timing_out)
+    monkeypatch.setattr(snapshot_stage, "take_snapshot", timing_out)
     summary = run_report(str(hung_kraken_config), TODAY)
     assert sorted(calls) == ["kraken_hung", "settlement_ok"]  # one attempt each
     assert any("kraken_hung: no answer within its time budget" in f for f in summary.failures)

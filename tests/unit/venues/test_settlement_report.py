@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import requests
 
-from etl_project import pipeline
 from etl_project.config import Secret, SourceConfig, parse_config
 from etl_project.errors import ConfigError, MalformedResponse, VenueAuthError, VenueUnavailable
 from etl_project.http import HttpClient, RawResponse, RetryPolicy
@@ -25,6 +24,8 @@ from etl_project.report.validate import split_valid
 from etl_project.simulator import Simulator, SimulatorConfig
 from etl_project.simulator import settlement_report as sim_report
 from etl_project.sinks.object_store import LocalObjectStore
+from etl_project.stages.balances import stage_balances
+from etl_project.stages.snapshot import take_snapshot
 from etl_project.venues import connector_for
 from etl_project.venues.base import AccountStatus
 from etl_project.venues.settlement_report import (
@@ -861,7 +862,7 @@ def test_wrong_header_is_landed_once_not_once_per_retry(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "lake")
     for attempt in range(3):  # what Dagster's retry policy does: retry while the step raises
         try:
-            pipeline.take_snapshot(
+            take_snapshot(
                 config.sources[0], store, DAY, now=datetime(2026, 1, 2, 23, 30 + attempt,
                 tzinfo=UTC), cutoff_hours=6, final_attempt=attempt == 2,
             )  # fmt: skip
@@ -1103,7 +1104,7 @@ def test_pipeline_fetches_a_past_dated_file(tmp_path: Path) -> None:
     )  # fmt: skip
     store = LocalObjectStore(tmp_path / "lake")
     later = datetime(2026, 11, 20, 9, tzinfo=UTC)  # D's live window closed long ago
-    outcome = pipeline.take_snapshot(config.sources[0], store, DAY, now=later, cutoff_hours=6)
+    outcome = take_snapshot(config.sources[0], store, DAY, now=later, cutoff_hours=6)
     assert outcome.ok, outcome.reason
     assert outcome.details["mode"] == "live"
     landed = RawSnapshot.from_bytes(store.get(outcome.details["snapshot_key"]))
@@ -1124,14 +1125,14 @@ def test_pipeline_snapshot_and_balances_from_a_dated_file(tmp_path: Path) -> Non
     source = config.sources[0]
     store = LocalObjectStore(tmp_path / "lake")
     now = datetime(2026, 1, 2, 23, 30, tzinfo=UTC)
-    outcome = pipeline.take_snapshot(source, store, DAY, now=now, cutoff_hours=6)
+    outcome = take_snapshot(source, store, DAY, now=now, cutoff_hours=6)
     assert outcome.ok, outcome.reason
     landed = RawSnapshot.from_bytes(store.get(outcome.details["snapshot_key"]))
     assert outcome.details["snapshot_key"].startswith(
         "raw/venue=settlement_report/source=settlement_platform/date=2026-01-02/"
     )
     assert [r.body for r in landed.responses] == [json_bytes()]
-    balances = pipeline.stage_balances(source, store, DAY)
+    balances = stage_balances(source, store, DAY)
     assert balances.ok, balances.reason
     assert balances.details["rows"] == 4
     assert balances.details["rejected"] == []
@@ -1145,6 +1146,6 @@ def test_pipeline_records_a_missing_report_as_a_failed_snapshot(tmp_path: Path) 
     )  # fmt: skip
     store = LocalObjectStore(tmp_path / "lake")
     now = datetime(2026, 1, 2, 23, 30, tzinfo=UTC)
-    outcome = pipeline.take_snapshot(config.sources[0], store, DAY, now=now, cutoff_hours=6)
+    outcome = take_snapshot(config.sources[0], store, DAY, now=now, cutoff_hours=6)
     assert not outcome.ok
     assert outcome.reason == f"settlement_platform: report not found: {tmp_path / '2026-01-02.csv'}"

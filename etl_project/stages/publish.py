@@ -20,37 +20,29 @@ with a single commit point (docs/publishing.md):
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pyarrow as pa
-import sqlalchemy as sa
-
 from etl_project import failpoints, staging
 from etl_project.errors import EtlError
-from etl_project.pipeline import staged_report
-from etl_project.report.columns import SQL_NAMES
 from etl_project.report.serialise import to_csv, to_json, to_parquet
-from etl_project.sinks.account_registry import record_listed
 from etl_project.sinks.files import QUARANTINE_PREFIX, quarantine_bytes, quarantine_key
 from etl_project.sinks.files import report_keys as current_file_keys
 from etl_project.sinks.object_store import ObjectStore
-from etl_project.sinks.operational_tables import (
-    COMPLETENESS_TABLE,
-    POSITIONS_TABLE,
-    REPORT_RUNS_TABLE,
-)
 from etl_project.sinks.report_versions import (
     Restatement,
-    archive_current,
     read_restatements,
-    record_version,
 )
-from etl_project.sinks.warehouse import Warehouse, quarantine_rows
-from etl_project.sinks.warehouse_tables import QUARANTINE_TABLE, REPORT_TABLE
+from etl_project.sinks.warehouse import Warehouse
+from etl_project.stages.publish_warehouse import (
+    commit,
+    set_warehouse_state,
+    status_doc,
+    where,
+)
+from etl_project.stages.report import staged_report
 from etl_project.venues.base import Rejected
 
 REPORT_DIR = "reports/settlement_balance"
@@ -118,7 +110,7 @@ def publish_report(
     report, details = staged_report(store, report_date)
     run_id: str = details["run_id"]
     prefix = version_prefix(report_date, run_id)
-    status = _status(report_date, details, prefix)
+    status = status_doc(report_date, details, prefix)
     rejected = [Rejected(**r) for r in details.get("rejected", [])]
 
     store.sweep_temp([date_dir(report_date), f"{QUARANTINE_PREFIX}/date={report_date}/"])
@@ -144,7 +136,7 @@ def publish_report(
     _step("mark the date publishing", lambda: _put_status(store, report_date, marker), False)
     failpoints.hit("publish.before_commit")
     try:
-        restatement = _commit(store, warehouse, report, details, status, prefix)
+        restatement = commit(store, warehouse, report, details, status, prefix)
     except Exception as exc:
         cause = f"warehouse {warehouse.safe_url}: {_cause(exc)}"
         _restore(store, report_date, previous, status, cause)
@@ -153,10 +145,10 @@ def publish_report(
     try:
         uris = _promote(store, files, report_date)
         failpoints.hit("publish.before_final_status")
-        _set_warehouse_state(warehouse, report_date, status["completeness"], None)
+        set_warehouse_state(warehouse, report_date, status["completeness"], None)
         _put_status(store, report_date, {**status, "previous_run_id": restatement.previous_run_id})
     except Exception as exc:
-        cause = f"{_where(exc, warehouse)}: {_cause(exc)}"
+        cause = f"{where(exc, warehouse)}: {_cause(exc)}"
         _mark_failed(store, warehouse, report_date, status, cause)
         raise PublishError(
             f"publish {report_date}: committed to the warehouse but not to every file ({cause}); "
@@ -238,98 +230,6 @@ def _promote(store: ObjectStore, files: dict[str, str], report_date: date) -> di
     return uris
 
 
-def _commit(
-    store: ObjectStore,
-    warehouse: Warehouse,
-    report: pa.Table,
-    details: dict[str, Any],
-    status: dict[str, Any],
-    prefix: str,
-) -> Restatement:
-    """The commit point: every warehouse table of the date in one transaction."""
-    run_id = details["run_id"]
-    report_date = date.fromisoformat(status["report_date"])
-    now = datetime.now(UTC)
-    warehouse.ensure_schema()
-    previous: list[str | None] = [None]
-    result: list[Restatement] = []
-
-    def before(conn: sa.Connection) -> None:
-        previous[0] = archive_current(conn, report_date, run_id, now)
-
-    def after(conn: sa.Connection) -> None:
-        result.append(
-            record_version(
-                conn,
-                report_date,
-                run_id=run_id,
-                previous_run_id=previous[0],
-                completeness=status["completeness"],
-                report_rows=status["rows"],
-                rejected_rows=status["rejected_rows"],
-                files_prefix=prefix,
-                now=now,
-            )
-        )
-        record_listed(conn, report_date, run_id, _listed(details))
-        failpoints.hit("publish.in_transaction")
-
-    items = _warehouse_items(store, report, details, status, now)
-    warehouse.replace_all(report_date, items, before=before, after=after)
-    return result[0]
-
-
-def _warehouse_items(
-    store: ObjectStore,
-    report: pa.Table,
-    details: dict[str, Any],
-    status: dict[str, Any],
-    now: datetime,
-) -> list[tuple[sa.Table, pa.Table, None]]:
-    run_id = details["run_id"]
-    position_keys = details.get("extra_tables", {}).get("positions", [])
-    rejected = [Rejected(**r) for r in details.get("rejected", [])]
-    status_row = {
-        "completeness": PUBLISHING,
-        "gaps": json.dumps(status["gaps"]),
-        "report_rows": status["rows"],
-        "rejected_rows": status["rejected_rows"],
-        "run_id": run_id,
-        "published_at": now,
-        "cause": None,
-    }
-    items: list[tuple[sa.Table, pa.Table, None]] = [
-        (
-            REPORT_TABLE,
-            report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names]),
-            None,
-        ),
-        (QUARANTINE_TABLE, quarantine_rows(rejected, run_id), None),
-        (COMPLETENESS_TABLE, _completeness_table(details["completeness_rows"], run_id), None),
-        (REPORT_RUNS_TABLE, pa.Table.from_pylist([status_row]), None),
-    ]
-    positions = [staging.read_parquet(store, key) for key in position_keys]
-    if positions:
-        table = pa.concat_tables(positions, promote_options="permissive")
-        table = table.append_column("run_id", pa.repeat(pa.scalar(run_id), table.num_rows))
-    else:
-        table = pa.table({"run_id": pa.array([], pa.string())})
-    items.append((POSITIONS_TABLE, table, None))
-    return items
-
-
-def _set_warehouse_state(
-    warehouse: Warehouse, report_date: date, completeness: str, cause: str | None
-) -> None:
-    table = REPORT_RUNS_TABLE
-    with warehouse.transaction() as conn:
-        conn.execute(
-            table.update()
-            .where(table.c.report_date == report_date)
-            .values(completeness=completeness, cause=cause)
-        )
-
-
 def _restore(
     store: ObjectStore,
     report_date: date,
@@ -356,7 +256,7 @@ def _mark_failed(
     """After the commit: the files may be half promoted, so the date is marked failed in
     both places (each best effort: one of them is what just failed)."""
     with contextlib.suppress(Exception):
-        _set_warehouse_state(warehouse, report_date, FAILED, cause)
+        set_warehouse_state(warehouse, report_date, FAILED, cause)
     with contextlib.suppress(Exception):
         _put_status(store, report_date, {**status, "completeness": FAILED, "cause": cause})
 
@@ -375,27 +275,6 @@ def _put_status(store: ObjectStore, report_date: date, doc: dict[str, Any]) -> N
     staging.put_json(store, status_key(report_date), doc)
 
 
-def _status(report_date: date, details: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {
-        "report_date": report_date.isoformat(),
-        "run_id": details["run_id"],
-        "completeness": details["completeness"],
-        "gaps": details["gaps"],
-        "rows": details["rows"],
-        "rejected_rows": len(details.get("rejected", [])),
-        "sources": details.get("sources", {}),
-        "version": prefix,
-    }
-
-
-def _where(exc: BaseException, warehouse: Warehouse) -> str:
-    return (
-        f"warehouse {warehouse.safe_url}"
-        if isinstance(exc, sa.exc.SQLAlchemyError)
-        else ("object store")
-    )
-
-
 def _cause(exc: BaseException) -> str:
     """One line: the innermost exception's message (drivers wrap theirs several times)."""
     inner: BaseException = exc
@@ -405,29 +284,3 @@ def _cause(exc: BaseException) -> str:
         inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
     text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
     return text
-
-
-def _listed(details: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
-    """The accounts the venues listed today (received or failed, not vanished)."""
-    return [
-        (r["source"], r["venue"], r["account_id"], r.get("account_name"))
-        for r in details["completeness_rows"]
-        if r["account_id"] != "*" and r.get("listed", True)
-    ]
-
-
-def _completeness_table(rows: list[dict[str, Any]], run_id: str) -> pa.Table:
-    schema = pa.schema(
-        [
-            ("source", pa.string()),
-            ("venue", pa.string()),
-            ("account_id", pa.string()),
-            ("account_name", pa.string()),
-            ("expected", pa.bool_()),
-            ("received", pa.bool_()),
-            ("failed", pa.bool_()),
-            ("reason", pa.string()),
-            ("run_id", pa.string()),
-        ]
-    )
-    return pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows], schema=schema)

@@ -1,0 +1,221 @@
+"""Stage 3: the report of a date, staged (not yet published), with its gaps and accounting.
+
+Reads every source's staged balances, names what failed or vanished (the account registry's
+expected accounts), builds and validates the report, and stages it with a manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl_project import staging
+from etl_project.config import AppConfig, SourceConfig
+from etl_project.errors import SnapshotMissing
+from etl_project.report.build import build_report
+from etl_project.report.columns import BALANCES_SCHEMA, REPORT_SCHEMA
+from etl_project.sinks.account_registry import ExpectedAccount, vanished
+from etl_project.sinks.object_store import ObjectStore
+from etl_project.stages.outcome import StageOutcome, manifest
+from etl_project.venues.base import Rejected
+
+
+def stage_report(
+    config: AppConfig,
+    store: ObjectStore,
+    report_date: date,
+    run_id: str,
+    expected: Mapping[str, Sequence[ExpectedAccount]] | None = None,
+) -> StageOutcome:
+    """Build D's report from every source's staged balances; name the sources that failed.
+
+    `expected`: per source, the accounts seen on recent published dates (the account
+    registry); one the venue no longer lists is a named gap, never a silent shrink."""
+    tables: list[pa.Table] = []
+    snapshot_at: dict[str, datetime] = {}
+    gaps: list[dict[str, str]] = []
+    rejected: list[dict[str, Any]] = []
+    sources: dict[str, dict[str, Any]] = {}
+    completeness: list[dict[str, Any]] = []
+    extras: dict[str, list[str]] = {}
+    for source in config.sources:
+        manifest_key, table_key = staging.balances_keys(source.name, report_date)
+        doc = staging.get_json(store, manifest_key)
+        if doc is None or doc["status"] != "ok":
+            reason = doc["reason"] if doc else f"{source.name}: balances not staged"
+            gaps.append(_gap(source.name, "*", None, reason))
+            completeness.append(_completeness_row(source, "*", None, "failed", reason))
+            continue
+        details = doc["details"]
+        accounts = _unique_accounts(details.get("accounts", []))
+        for account in accounts:
+            completeness.append(
+                _completeness_row(
+                    source,
+                    account["account_id"],
+                    account.get("name"),
+                    account["status"],
+                    account.get("reason"),
+                )
+            )
+            if account["status"] != "received":
+                reason = account.get("reason") or "failed"
+                gaps.append(_gap(source.name, account["account_id"], account.get("name"), reason))
+        listed = {a["account_id"] for a in accounts}
+        for gone in vanished((expected or {}).get(source.name, ()), listed):
+            reason = f"listed on {gone.last_seen.isoformat()}, absent today"
+            gaps.append(_gap(source.name, gone.account_id, gone.name, reason))
+            completeness.append(
+                _completeness_row(source, gone.account_id, gone.name, "vanished", reason)
+            )
+        for name in details.get("extra_tables", []):
+            extras.setdefault(name, []).append(
+                table_key.replace("balances.parquet", f"{name}.parquet")
+            )
+        tables.append(staging.get_table(store, table_key, BALANCES_SCHEMA))
+        snapshot_at[source.name] = datetime.fromisoformat(details["snapshot_at"])
+        source_rejected = details.get("rejected", [])
+        rejected.extend(source_rejected)
+        sources[source.name] = {
+            **{k: details.get(k) for k in ("mode", "snapshot_key", "snapshot_at", "rows")},
+            "accounts": len(accounts),
+            "delivered": details.get("rows", 0) + len(source_rejected),
+            "quarantined": len(source_rejected),
+        }
+    manifest_key, table_key = staging.report_keys(report_date)
+    if not tables:
+        outcome = StageOutcome(
+            "report",
+            "failed",
+            "no source produced balances: " + "; ".join(g["reason"] for g in gaps),
+            {"gaps": gaps},
+        )
+        staging.put_json(store, manifest_key, manifest(outcome))
+        return outcome
+    keep_zero = [s.name for s in config.sources if s.keep_zero_rows]
+    report, report_rejected = build_report(
+        tables,
+        report_date=report_date,
+        run_id=run_id,
+        snapshot_at=snapshot_at,
+        keep_zero_sources=keep_zero,
+    )
+    rejected.extend(dataclasses.asdict(r) for r in report_rejected)
+    _account_rows(sources, report, report_rejected)
+    staging.put_table(store, table_key, report)
+    details = {
+        "run_id": run_id,
+        "rows": report.num_rows,
+        "completeness": "partial" if gaps else "complete",
+        "gaps": gaps,
+        "sources": sources,
+        "rejected": rejected,
+        "completeness_rows": completeness,
+        "extra_tables": extras,
+    }
+    outcome = StageOutcome("report", "ok", None, details)
+    staging.put_json(store, manifest_key, manifest(outcome))
+    return outcome
+
+
+def _account_rows(
+    sources: dict[str, dict[str, Any]], report: pa.Table, report_rejected: Sequence[Rejected]
+) -> None:
+    """Per source: delivered = published + dropped all-zero + quarantined, so no row is
+    unaccounted for (the run line, `_status.json` and the metadata all say it)."""
+    published = {
+        row["values"]: row["counts"] for row in pc.value_counts(report.column("source")).to_pylist()
+    }
+    late = Counter(r.source for r in report_rejected)
+    for name, counts in sources.items():
+        counts["published"] = published.get(name, 0)
+        counts["quarantined"] += late.get(name, 0)
+        counts["dropped_all_zero"] = (
+            counts["delivered"] - counts["published"] - counts["quarantined"]
+        )
+
+
+def accounting_rows(details: Mapping[str, Any]) -> list[dict[str, object]]:
+    """Per source of a staged report: delivered = published + dropped all-zero + quarantined."""
+    return [
+        {
+            "source": name,
+            "delivered": counts.get("delivered", 0),
+            "published": counts.get("published", 0),
+            "dropped all-zero": counts.get("dropped_all_zero", 0),
+            "quarantined": counts.get("quarantined", 0),
+        }
+        for name, counts in details.get("sources", {}).items()
+    ]
+
+
+def accounting_line(row: Mapping[str, object]) -> str:
+    """`kraken_main: delivered 63 = published 43 + dropped all-zero 15 + quarantined 5`."""
+    return (
+        f"{row['source']}: delivered {row['delivered']} = published {row['published']} "
+        f"+ dropped all-zero {row['dropped all-zero']} + quarantined {row['quarantined']}"
+    )
+
+
+def _unique_accounts(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per venue account: a failure wins over a receipt of the same account."""
+    merged: dict[str, dict[str, Any]] = {}
+    for account in accounts:
+        kept = merged.get(account["account_id"])
+        if kept is None or (kept["status"] == "received" and account["status"] != "received"):
+            merged[account["account_id"]] = account
+    return list(merged.values())
+
+
+def account_label(account_id: str, name: str | None) -> str:
+    """How an operator knows an account: `<display name> (<id>)`, else the id."""
+    return f"{name} ({account_id})" if name and name != account_id else account_id
+
+
+def _gap(source: str, account_id: str, name: str | None, reason: str) -> dict[str, str]:
+    return {
+        "source": source,
+        "account_id": account_id,
+        "account": account_label(account_id, name),
+        "reason": reason,
+    }
+
+
+def staged_details(store: ObjectStore, report_date: date) -> dict[str, Any]:
+    """The manifest details of D's staged report (rows, completeness, gaps, rejected, …)
+    without reading the report itself; raises when D was not staged."""
+    doc = staging.get_json(store, staging.report_keys(report_date)[0])
+    if doc is None or doc["status"] != "ok":
+        reason = doc["reason"] if doc else "report not staged"
+        raise SnapshotMissing(f"report {report_date.isoformat()}: {reason}")
+    details: dict[str, Any] = doc["details"]
+    return details
+
+
+def staged_report(store: ObjectStore, report_date: date) -> tuple[pa.Table, dict[str, Any]]:
+    """The staged report of D and its manifest details; raises when D was not staged."""
+    details = staged_details(store, report_date)
+    table_key = staging.report_keys(report_date)[1]
+    return staging.get_table(store, table_key, REPORT_SCHEMA), details
+
+
+def _completeness_row(
+    source: SourceConfig, account_id: str, name: str | None, status: str, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "source": source.name,
+        "venue": source.kind,
+        "account_id": account_id,
+        "account_name": name,
+        "expected": True,
+        "received": status == "received",
+        "failed": status != "received",
+        "listed": status != "vanished",
+        "reason": reason,
+    }

@@ -6,6 +6,7 @@ warehouse (PostgreSQL at a closed port) unreachable: no traceback, no Dagster lo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-11-20"
 
 
-def _run(tmp_path: Path, storage: str, warehouse: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / f"{DAY}.csv").write_bytes((FIXTURES / "settlement_report_seed000.csv").read_bytes())
+def _run(
+    tmp_path: Path, storage: str, warehouse: str, report: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    seed = (FIXTURES / "settlement_report_seed000.csv").read_bytes()
+    (tmp_path / f"{DAY}.csv").write_bytes(report or seed)
     config = tmp_path / "config.yaml"
     config.write_text(
         f"storage: {storage}\n"
@@ -85,3 +89,27 @@ def test_a_past_date_is_rebuilt_from_its_dated_report_file(tmp_path: Path) -> No
     lines = done.stdout.splitlines()
     assert lines[0] == f"{DAY}: OK, 3 rows, complete"
     assert "  rows: settle: delivered 4 = published 3 + dropped all-zero 1 + quarantined 0" in lines
+
+
+def test_a_report_row_listed_twice_is_quarantined_both_times_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    seed = (FIXTURES / "settlement_report_seed000.csv").read_bytes()
+    header, first, *rest = seed.decode("utf-8").splitlines(keepends=True)
+    report = (header + first + first + "".join(rest)).encode("utf-8")
+    done = _run(tmp_path, str(tmp_path / "lake"), f"duckdb:///{tmp_path / 'wh.duckdb'}", report)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{DAY}: OK, 2 rows, complete"
+    assert "  rows: settle: delivered 5 = published 2 + dropped all-zero 1 + quarantined 2" in lines
+    quarantine = json.loads(
+        (
+            tmp_path
+            / "lake/quarantine/settlement_balance"
+            / f"date={DAY}"
+            / f"quarantine_{DAY}.json"
+        ).read_text(encoding="utf-8")
+    )
+    assert [q["reason"] for q in quarantine] == [
+        "duplicate (accountUUID, Ccy): listed 2 times by the venue"
+    ] * 2

@@ -19,7 +19,10 @@ test: $(STAMP)
 	$(VENV)/bin/mypy etl_project assets
 	$(VENV)/bin/pytest -q
 
+# End to end (product vs pandas vs DuckDB scripts, 100k and 1M rows), then the library level.
+# Flags go to bench_e2e.py: `make bench ARGS=--with-5m`, `make bench ARGS="--repeat 5"`.
 bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_e2e.py $(ARGS)
 	$(VENV)/bin/python benchmarks/bench_report.py
 
 ui: $(STAMP)

@@ -3,7 +3,8 @@
 Runs each size in a fresh subprocess (so peak RSS is per size) and prints seconds, rows/s and
 peak memory per step. Usage: `python benchmarks/bench_report.py [--sizes 100000 1000000]
 [--postgres URL]`. Synthetic rows are exact decimals of the kinds venues send (negative, tiny,
-up to 19 fractional digits); generating them is not timed.
+up to 19 fractional digits); generating them is not timed. For the whole `etl-balances run`
+process against plain pandas / DuckDB scripts, see `bench_e2e.py` (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -12,14 +12,17 @@ of each date, so it only ever holds what published reports listed. Plain functio
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from etl_project.sinks.warehouse_loaders import load_duckdb, load_postgres_copy
 from etl_project.sinks.warehouse_tables import METADATA, lineage_column
 
 REGISTRY_TABLE = sa.Table(
@@ -158,15 +161,50 @@ def record_listed(
         }
     if not merged:
         return 0
-    conn.execute(_upsert(conn), [merged[k] for k in sorted(merged)])
+    listing = pa.Table.from_pylist([merged[k] for k in sorted(merged)], schema=_LISTING_SCHEMA)
+    staged = _staging_table(conn)
+    (load_duckdb if conn.dialect.name == "duckdb" else load_postgres_copy)(conn, staged, listing)
+    names = [c.name for c in _T.columns]
+    ordered = sa.select(*(staged.c[n] for n in names)).order_by(
+        staged.c.source, staged.c.account_id
+    )
+    conn.execute(_upsert(conn, ordered, names))
+    conn.exec_driver_sql(f"DROP TABLE {staged.name}")
     return len(merged)
 
 
-def _upsert(conn: sa.Connection) -> sa.Executable:
-    """`INSERT … ON CONFLICT (source, account_id) DO UPDATE` merging one listing in."""
+#: The registry's columns as Arrow, for the bulk load of one listing.
+_LISTING_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("venue", pa.string()),
+        ("account_id", pa.string()),
+        ("account_name", pa.string()),
+        ("first_seen", pa.date32()),
+        ("last_seen", pa.date32()),
+        ("retired_on", pa.date32()),
+        ("retired_reason", pa.string()),
+        ("last_run_id", pa.string()),
+    ]
+)
+
+
+def _staging_table(conn: sa.Connection) -> sa.Table:
+    """A temporary table shaped like the registry, for one listing (bulk-loaded from Arrow:
+    a settlement report lists hundreds of thousands of accounts, too many for executemany)."""
+    name = f"_registry_listing_{uuid.uuid4().hex[:12]}"
+    columns = [sa.Column(c.name, c.type) for c in _T.columns]
+    staged = sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+    staged.create(conn)
+    return staged
+
+
+def _upsert(conn: sa.Connection, rows: sa.Select[Any], names: list[str]) -> sa.Executable:
+    """`INSERT … SELECT … ON CONFLICT (source, account_id) DO UPDATE` merging a listing in."""
     if conn.dialect.name not in ("postgresql", "duckdb"):
         raise NotImplementedError(f"account registry upsert on {conn.dialect.name}")
-    insert = postgresql.insert(_T)  # duckdb-engine compiles the PostgreSQL construct as is
+    # duckdb-engine compiles the PostgreSQL construct as is
+    insert = postgresql.insert(_T).from_select(names, rows)
     new = insert.excluded
     newest = new.last_seen >= _T.c.last_seen
     revived = sa.and_(_T.c.retired_on.is_not(None), new.last_seen >= _T.c.retired_on)

@@ -175,12 +175,8 @@ def source_assets(
                 "reason": outcome.reason or "",
                 "rows": details.get("rows", 0),
                 "rejected_rows": len(details.get("rejected", [])),
-                "accounts_received": sum(
-                    a["status"] == "received" for a in details.get("accounts", [])
-                ),
-                "accounts_failed": sum(
-                    a["status"] == "failed" for a in details.get("accounts", [])
-                ),
+                "accounts_received": details.get("accounts_received", 0),
+                "accounts_failed": details.get("accounts_failed", 0),
             },
             check_results=[check],
         )

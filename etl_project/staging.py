@@ -27,6 +27,16 @@ def balances_keys(source: str, report_date: date) -> tuple[str, str]:
     return base + "manifest.json", base + "balances.parquet"
 
 
+def accounts_key(source: str, report_date: date) -> str:
+    """Per-account status of a source's snapshot (Parquet: a report lists ~10^5 accounts)."""
+    return balances_keys(source, report_date)[1].replace("balances.parquet", "accounts.parquet")
+
+
+def completeness_key(report_date: date) -> str:
+    """Completeness rows of the staged report (Parquet)."""
+    return report_keys(report_date)[1].replace("report.parquet", "completeness.parquet")
+
+
 def report_keys(report_date: date) -> tuple[str, str]:
     base = f"staging/report/date={report_date.isoformat()}/"
     return base + "manifest.json", base + "report.parquet"

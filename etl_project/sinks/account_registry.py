@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
+import polars as pl
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -144,35 +145,58 @@ def record_listed(
     in a fixed order so concurrent publishes of two dates cannot deadlock on PostgreSQL.
     Returns the number of distinct accounts recorded.
     """
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for source, venue, account_id, name in rows:
-        old = merged.get((source, account_id))
-        name = name or (old["account_name"] if old else None)
-        merged[(source, account_id)] = {
-            "source": source,
-            "venue": venue,
-            "account_id": account_id,
-            "account_name": name or None,
-            "first_seen": report_date,
-            "last_seen": report_date,
-            "retired_on": None,
-            "retired_reason": None,
-            "last_run_id": run_id,
-        }
-    if not merged:
+    columns: tuple[list[Any], ...] = ([], [], [], [])
+    for row in rows:
+        for values, value in zip(columns, row, strict=True):
+            values.append(value)
+    listing = pa.table(
+        dict(zip(("source", "venue", "account_id", "account_name"), columns, strict=True)),
+        schema=_LISTING_SCHEMA.remove(8).remove(7).remove(6).remove(5).remove(4),
+    )
+    return record_listing(conn, report_date, run_id, listing)
+
+
+def record_listing(conn: sa.Connection, report_date: date, run_id: str, listing: pa.Table) -> int:
+    """`record_listed` for a columnar listing (source, venue, account_id, account_name): a
+    settlement report lists ~10^5 accounts, bulk-loaded into a temporary table and merged
+    with one `INSERT … SELECT … ON CONFLICT` (executemany took 34 s for 20 k accounts)."""
+    if listing.num_rows == 0:
         return 0
-    listing = pa.Table.from_pylist([merged[k] for k in sorted(merged)], schema=_LISTING_SCHEMA)
+    frame = cast(pl.DataFrame, pl.from_arrow(listing.select(list(_KEY_COLUMNS))))
+    merged = (
+        frame.with_columns(pl.col("account_name").replace("", None))
+        .group_by(["source", "account_id"], maintain_order=True)
+        .agg(pl.col("venue").last(), pl.col("account_name").drop_nulls().last())
+        .sort(["source", "account_id"])
+    )
+    n = merged.height
+    table = merged.to_arrow()
+    full = pa.table(
+        {
+            "source": table.column("source"),
+            "venue": table.column("venue"),
+            "account_id": table.column("account_id"),
+            "account_name": table.column("account_name"),
+            "first_seen": pa.repeat(pa.scalar(report_date, pa.date32()), n),
+            "last_seen": pa.repeat(pa.scalar(report_date, pa.date32()), n),
+            "retired_on": pa.nulls(n, pa.date32()),
+            "retired_reason": pa.nulls(n, pa.string()),
+            "last_run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+        },
+        schema=_LISTING_SCHEMA,
+    )
     staged = _staging_table(conn)
-    (load_duckdb if conn.dialect.name == "duckdb" else load_postgres_copy)(conn, staged, listing)
+    (load_duckdb if conn.dialect.name == "duckdb" else load_postgres_copy)(conn, staged, full)
     names = [c.name for c in _T.columns]
     ordered = sa.select(*(staged.c[n] for n in names)).order_by(
         staged.c.source, staged.c.account_id
     )
     conn.execute(_upsert(conn, ordered, names))
     conn.exec_driver_sql(f"DROP TABLE {staged.name}")
-    return len(merged)
+    return n
 
 
+_KEY_COLUMNS = ("source", "venue", "account_id", "account_name")
 #: The registry's columns as Arrow, for the bulk load of one listing.
 _LISTING_SCHEMA = pa.schema(
     [

@@ -12,6 +12,7 @@ from etl_project.errors import EtlError
 from etl_project.report.schema import BalancesModel
 from etl_project.report.validate import split_valid
 from etl_project.sinks.object_store import ObjectStore
+from etl_project.stages.completeness import accounts_table
 from etl_project.stages.outcome import StageOutcome, manifest
 from etl_project.venues import connector_for
 
@@ -46,11 +47,15 @@ def _parse_and_stage(
     staging.put_table(store, table_key, valid)
     for name, table in parsed.extra_tables.items():
         staging.put_table(store, table_key.replace("balances.parquet", f"{name}.parquet"), table)
+    accounts = accounts_table(parsed.accounts)
+    staging.put_table(store, staging.accounts_key(source.name, report_date), accounts)
+    received = sum(a.status == "received" for a in parsed.accounts)
     details = {
         **snap,
         "rows": valid.num_rows,
         "rejected": [dataclasses.asdict(r) for r in (*parsed.rejected, *rejected)],
-        "accounts": [dataclasses.asdict(a) for a in parsed.accounts],
+        "accounts_received": received,
+        "accounts_failed": len(parsed.accounts) - received,
         "extra_tables": sorted(parsed.extra_tables),
     }
     return StageOutcome(source.name, "ok", None, details)

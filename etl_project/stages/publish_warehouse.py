@@ -7,11 +7,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from etl_project import failpoints, staging
 from etl_project.report.columns import SQL_NAMES
-from etl_project.sinks.account_registry import record_listed
+from etl_project.sinks.account_registry import record_listing
 from etl_project.sinks.object_store import ObjectStore
 from etl_project.sinks.operational_tables import (
     COMPLETENESS_TABLE,
@@ -63,10 +64,11 @@ def commit(
                 now=now,
             )
         )
-        record_listed(conn, report_date, run_id, listed_accounts(details))
+        record_listing(conn, report_date, run_id, listed_accounts(completeness))
         failpoints.hit("publish.in_transaction")
 
-    items = warehouse_items(store, report, details, status, now)
+    completeness = staging.read_parquet(store, staging.completeness_key(report_date))
+    items = warehouse_items(store, report, details, status, now, completeness)
     warehouse.replace_all(report_date, items, before=before, after=after)
     return result[0]
 
@@ -77,6 +79,7 @@ def warehouse_items(
     details: dict[str, Any],
     status: dict[str, Any],
     now: datetime,
+    completeness: pa.Table,
 ) -> list[tuple[sa.Table, pa.Table, None]]:
     run_id = details["run_id"]
     position_keys = details.get("extra_tables", {}).get("positions", [])
@@ -97,7 +100,7 @@ def warehouse_items(
             None,
         ),
         (QUARANTINE_TABLE, quarantine_rows(rejected, run_id), None),
-        (COMPLETENESS_TABLE, _completeness_table(details["completeness_rows"], run_id), None),
+        (COMPLETENESS_TABLE, _with_run_id(completeness, run_id), None),
         (REPORT_RUNS_TABLE, pa.Table.from_pylist([status_row]), None),
     ]
     positions = [staging.read_parquet(store, key) for key in position_keys]
@@ -143,27 +146,15 @@ def where(exc: BaseException, warehouse: Warehouse) -> str:
     )
 
 
-def listed_accounts(details: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
-    """The accounts the venues listed today (received or failed, not vanished)."""
-    return [
-        (r["source"], r["venue"], r["account_id"], r.get("account_name"))
-        for r in details["completeness_rows"]
-        if r["account_id"] != "*" and r.get("listed", True)
-    ]
-
-
-def _completeness_table(rows: list[dict[str, Any]], run_id: str) -> pa.Table:
-    schema = pa.schema(
-        [
-            ("source", pa.string()),
-            ("venue", pa.string()),
-            ("account_id", pa.string()),
-            ("account_name", pa.string()),
-            ("expected", pa.bool_()),
-            ("received", pa.bool_()),
-            ("failed", pa.bool_()),
-            ("reason", pa.string()),
-            ("run_id", pa.string()),
-        ]
+def listed_accounts(completeness: pa.Table) -> pa.Table:
+    """The accounts the venues listed today (received or failed; not vanished, not `*`)."""
+    keep = pc.and_(
+        completeness.column("listed"), pc.not_equal(completeness.column("account_id"), "*")
     )
-    return pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows], schema=schema)
+    return completeness.filter(keep).select(["source", "venue", "account_id", "account_name"])
+
+
+def _with_run_id(completeness: pa.Table, run_id: str) -> pa.Table:
+    """Completeness rows as the warehouse table has them (without `listed`, with run_id)."""
+    rows = completeness.drop_columns(["listed"])
+    return rows.append_column("run_id", pa.repeat(pa.scalar(run_id, pa.string()), rows.num_rows))

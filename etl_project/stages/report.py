@@ -16,12 +16,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_project import staging
-from etl_project.config import AppConfig, SourceConfig
+from etl_project.config import AppConfig
 from etl_project.errors import SnapshotMissing
 from etl_project.report.build import build_report
 from etl_project.report.columns import BALANCES_SCHEMA, REPORT_SCHEMA
-from etl_project.sinks.account_registry import ExpectedAccount, vanished
+from etl_project.sinks.account_registry import ExpectedAccount
 from etl_project.sinks.object_store import ObjectStore
+from etl_project.stages.completeness import (
+    ACCOUNTS_SCHEMA,
+    failed_source,
+    source_completeness,
+)
 from etl_project.stages.outcome import StageOutcome, manifest
 from etl_project.venues.base import Rejected
 
@@ -42,38 +47,26 @@ def stage_report(
     gaps: list[dict[str, str]] = []
     rejected: list[dict[str, Any]] = []
     sources: dict[str, dict[str, Any]] = {}
-    completeness: list[dict[str, Any]] = []
+    completeness: list[pa.Table] = []
     extras: dict[str, list[str]] = {}
     for source in config.sources:
         manifest_key, table_key = staging.balances_keys(source.name, report_date)
         doc = staging.get_json(store, manifest_key)
         if doc is None or doc["status"] != "ok":
             reason = doc["reason"] if doc else f"{source.name}: balances not staged"
-            gaps.append(_gap(source.name, "*", None, reason))
-            completeness.append(_completeness_row(source, "*", None, "failed", reason))
+            rows, source_gap = failed_source(source, reason)
+            completeness.append(rows)
+            gaps.append(source_gap)
             continue
         details = doc["details"]
-        accounts = _unique_accounts(details.get("accounts", []))
-        for account in accounts:
-            completeness.append(
-                _completeness_row(
-                    source,
-                    account["account_id"],
-                    account.get("name"),
-                    account["status"],
-                    account.get("reason"),
-                )
-            )
-            if account["status"] != "received":
-                reason = account.get("reason") or "failed"
-                gaps.append(_gap(source.name, account["account_id"], account.get("name"), reason))
-        listed = {a["account_id"] for a in accounts}
-        for gone in vanished((expected or {}).get(source.name, ()), listed):
-            reason = f"listed on {gone.last_seen.isoformat()}, absent today"
-            gaps.append(_gap(source.name, gone.account_id, gone.name, reason))
-            completeness.append(
-                _completeness_row(source, gone.account_id, gone.name, "vanished", reason)
-            )
+        accounts = staging.get_table(
+            store, staging.accounts_key(source.name, report_date), ACCOUNTS_SCHEMA
+        )
+        rows, source_gaps = source_completeness(
+            source, accounts, (expected or {}).get(source.name, ())
+        )
+        completeness.append(rows)
+        gaps.extend(source_gaps)
         for name in details.get("extra_tables", []):
             extras.setdefault(name, []).append(
                 table_key.replace("balances.parquet", f"{name}.parquet")
@@ -84,7 +77,7 @@ def stage_report(
         rejected.extend(source_rejected)
         sources[source.name] = {
             **{k: details.get(k) for k in ("mode", "snapshot_key", "snapshot_at", "rows")},
-            "accounts": len(accounts),
+            "accounts": int(pc.sum(rows.column("listed")).as_py() or 0),
             "delivered": details.get("rows", 0) + len(source_rejected),
             "quarantined": len(source_rejected),
         }
@@ -109,6 +102,7 @@ def stage_report(
     rejected.extend(dataclasses.asdict(r) for r in report_rejected)
     _account_rows(sources, report, report_rejected)
     staging.put_table(store, table_key, report)
+    staging.put_table(store, staging.completeness_key(report_date), pa.concat_tables(completeness))
     details = {
         "run_id": run_id,
         "rows": report.num_rows,
@@ -116,7 +110,6 @@ def stage_report(
         "gaps": gaps,
         "sources": sources,
         "rejected": rejected,
-        "completeness_rows": completeness,
         "extra_tables": extras,
     }
     outcome = StageOutcome("report", "ok", None, details)
@@ -163,30 +156,6 @@ def accounting_line(row: Mapping[str, object]) -> str:
     )
 
 
-def _unique_accounts(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per venue account: a failure wins over a receipt of the same account."""
-    merged: dict[str, dict[str, Any]] = {}
-    for account in accounts:
-        kept = merged.get(account["account_id"])
-        if kept is None or (kept["status"] == "received" and account["status"] != "received"):
-            merged[account["account_id"]] = account
-    return list(merged.values())
-
-
-def account_label(account_id: str, name: str | None) -> str:
-    """How an operator knows an account: `<display name> (<id>)`, else the id."""
-    return f"{name} ({account_id})" if name and name != account_id else account_id
-
-
-def _gap(source: str, account_id: str, name: str | None, reason: str) -> dict[str, str]:
-    return {
-        "source": source,
-        "account_id": account_id,
-        "account": account_label(account_id, name),
-        "reason": reason,
-    }
-
-
 def staged_details(store: ObjectStore, report_date: date) -> dict[str, Any]:
     """The manifest details of D's staged report (rows, completeness, gaps, rejected, …)
     without reading the report itself; raises when D was not staged."""
@@ -203,19 +172,3 @@ def staged_report(store: ObjectStore, report_date: date) -> tuple[pa.Table, dict
     details = staged_details(store, report_date)
     table_key = staging.report_keys(report_date)[1]
     return staging.get_table(store, table_key, REPORT_SCHEMA), details
-
-
-def _completeness_row(
-    source: SourceConfig, account_id: str, name: str | None, status: str, reason: str | None
-) -> dict[str, Any]:
-    return {
-        "source": source.name,
-        "venue": source.kind,
-        "account_id": account_id,
-        "account_name": name,
-        "expected": True,
-        "received": status == "received",
-        "failed": status != "received",
-        "listed": status != "vanished",
-        "reason": reason,
-    }

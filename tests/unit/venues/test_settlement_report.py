@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from etl_project import staging
 from etl_project.config import Secret, SourceConfig, parse_config
 from etl_project.errors import ConfigError, MalformedResponse, VenueAuthError, VenueUnavailable
 from etl_project.http import HttpClient, RawResponse, RetryPolicy
@@ -1136,7 +1137,9 @@ def test_pipeline_snapshot_and_balances_from_a_dated_file(tmp_path: Path) -> Non
     assert balances.ok, balances.reason
     assert balances.details["rows"] == 4
     assert balances.details["rejected"] == []
-    assert [a["account_id"] for a in balances.details["accounts"]] == [A1, A2]
+    accounts = staging.read_parquet(store, staging.accounts_key(source.name, DAY))
+    assert accounts.column("account_id").to_pylist() == [A1, A2]
+    assert balances.details["accounts_received"] == 2
 
 
 def test_pipeline_records_a_missing_report_as_a_failed_snapshot(tmp_path: Path) -> None:

@@ -59,8 +59,12 @@ def _typed(rows: TextRows, source: str) -> ParsedSnapshot:
     for row, found in rows.problems.items():
         problems[row].extend(found)
 
+    casts: dict[str, pa.Array] = {}  # each amount column is cast once when it is all valid
     for name in AMOUNT_COLUMNS:
-        for row, reason in _amount_failures(_array(text, name)):
+        failures, cast = _amount_failures(_array(text, name))
+        if cast is not None:
+            casts[name] = cast
+        for row, reason in failures:
             if (row, name) not in rows.flagged:
                 problems[row].append((CHECK_EXACT_DECIMAL, f"{name}: {reason}"))
     for name in BOOL_COLUMNS:
@@ -114,6 +118,8 @@ def _typed(rows: TextRows, source: str) -> ParsedSnapshot:
         name = field.name
         if name in _UUID_COLUMNS:
             arrays.append(lowered[name].filter(keep))
+        elif name in AMOUNT_COLUMNS and name in casts:
+            arrays.append(casts[name] if not bad else casts[name].filter(keep))
         elif name in AMOUNT_COLUMNS:
             arrays.append(pc.cast(_array(kept, name), AMOUNT_TYPE, safe=True))
         elif name in BOOL_COLUMNS:
@@ -158,8 +164,9 @@ def _array(table: pa.Table, name: str) -> pa.Array:
     return table.column(name).combine_chunks()
 
 
-def _amount_failures(values: pa.Array) -> list[tuple[int, str]]:
-    """(row, reason) of every value that is not an exact NUMERIC(38,20) decimal text.
+def _amount_failures(values: pa.Array) -> tuple[list[tuple[int, str]], pa.Array | None]:
+    """(row, reason) of every value that is not an exact NUMERIC(38,20) decimal text, and the
+    cast column when the whole column casts (so it is not cast twice).
 
     The whole column is cast at once; only when that fails are slices, then single values of
     the failing slices, cast again — so "valid" means exactly what Arrow's safe cast accepts.
@@ -168,8 +175,7 @@ def _amount_failures(values: pa.Array) -> list[tuple[int, str]]:
         (row, "missing value") for row in pc.indices_nonzero(pc.is_null(values)).to_pylist()
     ]
     try:
-        pc.cast(values, AMOUNT_TYPE, safe=True)
-        return failures
+        return failures, pc.cast(values, AMOUNT_TYPE, safe=True)
     except pa.ArrowInvalid:
         pass
     for start in range(0, len(values), _SLICE):
@@ -186,7 +192,7 @@ def _amount_failures(values: pa.Array) -> list[tuple[int, str]]:
                 pc.cast(pa.array([value], pa.string()), AMOUNT_TYPE, safe=True)
             except pa.ArrowInvalid as exc:
                 failures.append((start + offset, _amount_reason(value, str(exc))))
-    return sorted(failures)
+    return sorted(failures), None
 
 
 def _amount_reason(value: str, arrow_message: str) -> str:

@@ -113,9 +113,13 @@ def cmd_accounts(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from etl_project.simulator import SimulatorConfig, serve_forever
+    from etl_project.simulator.config import CLI_OPTIONS
 
     config = SimulatorConfig(
-        seed=args.seed, host=args.host, port=args.port, kraken_subaccounts=args.kraken_subaccounts
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        **{name: getattr(args, name) for name in CLI_OPTIONS},
     )
     serve_forever(config)  # prints the bound URL and each venue's base URL
     return 0
@@ -258,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument("--kraken-subaccounts", type=int, default=3)
+    from etl_project.simulator.config import add_cli_options  # account counts, Saxo's limit
+
+    add_cli_options(simulate)
     simulate.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser("demo", help="simulator + local folder + DuckDB: today's report")

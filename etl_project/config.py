@@ -85,7 +85,7 @@ class ReportSettings:
     on_source_failure: str = "partial"  # partial | fail
     #: One time budget per source for every attempt and retry of its venue calls (seconds):
     #: a hung venue ends within it, however the HTTP and Dagster retries add up.
-    source_timeout_seconds: float = 120.0
+    source_timeout_seconds: float = 300.0
     #: An account seen on a published date within this many days before D is expected on D.
     account_lookback_days: int = 7
 

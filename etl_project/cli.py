@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -23,10 +24,27 @@ DEMO_ENV = {
 
 
 def _date(text: str) -> date:
+    # date.fromisoformat also takes 20261120 and 2026-W47-5: a report date is spelled one way.
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}")
     try:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _out_of_range(config_path: str, *days: date) -> str | None:
+    """Why a report date cannot be run (before report.start_date, or in the future), or None."""
+    from etl_project.config import read_layout
+
+    start = date.fromisoformat(read_layout(config_path).report.start_date)
+    today = datetime.now(UTC).date()
+    for day in days:
+        if day < start:
+            return f"{day} is before report.start_date {start} ({config_path})"
+        if day > today:
+            return f"{day} is in the future: the latest report date is today, {today} (UTC)"
+    return None
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -45,6 +63,9 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if problem := _out_of_range(args.config, args.date):
+        print(f"etl-balances run: --date {problem}", file=sys.stderr)
+        return 2
     summary = run_report(args.config, args.date, quiet=not args.verbose)
     _print_summary(summary)
     return 0 if summary.success else 1
@@ -53,6 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     if args.end < args.start:
         print("backfill: --end is before --start", file=sys.stderr)
+        return 2
+    if problem := _out_of_range(args.config, args.start, args.end):
+        print(f"etl-balances backfill: {problem}", file=sys.stderr)
         return 2
     day, ok = args.start, True
     while day <= args.end:

@@ -41,11 +41,17 @@ class Secret(str):
         return str.__str__(self)
 
 
+#: Characters a credential is made of: a secret is redacted only where it stands whole,
+#: between other characters, so `api_key: k` never turns `kraken_x` into `***ra***en_x`.
+_BEFORE = r"A-Za-z0-9_\-+~"  # not `=` (`key=…`) nor `/` (a path segment can be a token)
+_AFTER = _BEFORE + "="  # base64 padding belongs to a longer token
+
+
 def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret value in a text (exception messages, URLs) by `***`."""
-    for value in secrets:
-        if value:
-            text = text.replace(value, "***")
+    """Replace every whole secret value in a text (exception messages, URLs) by `***`."""
+    for value in sorted((v for v in secrets if v), key=len, reverse=True):
+        pattern = rf"(?<![{_BEFORE}]){re.escape(value)}(?![{_AFTER}])"
+        text = re.sub(pattern, "***", text)
     return text
 
 

@@ -220,7 +220,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"{where}:{_yaml_place(exc)} not valid YAML: {_yaml_problem(exc)}"
+        ) from None
     config = parse_config(data, where)
     return dataclasses.replace(config, path=where)
 
@@ -243,7 +245,48 @@ class Layout:
     report: ReportSettings
 
 
+def _yaml_place(exc: yaml.YAMLError) -> str:
+    """`12:5:` — the line and column PyYAML found the problem at (1-based), if it says."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return f"{mark.line + 1}:{mark.column + 1}:" if mark is not None else ""
+
+
+def _key_line(where: str, *keys: str) -> str:
+    """`7:` — the line of the mapping key `keys` in the config file, or "" when not found."""
+    try:
+        node: Any = yaml.compose(Path(where).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    line = ""
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return ""
+        found = next(((k, v) for k, v in node.value if k.value == key), None)
+        if found is None:
+            return ""
+        line, node = f"{found[0].start_mark.line + 1}:", found[1]
+    return line
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if problem:
+        return f"{problem} ({context})" if context else str(problem)
+    return str(exc).splitlines()[0]
+
+
 def _report_settings(raw: Any, where: str) -> ReportSettings:
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: report: must be a mapping of settings")
+    known = {f.name for f in dataclasses.fields(ReportSettings)}
+    unknown = sorted(set(raw or {}) - known)
+    if unknown:
+        line = _key_line(where, "report", unknown[0])
+        raise ConfigError(
+            f"{where}:{line} report: unknown field(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
     try:
         report = ReportSettings(**(raw or {}))
     except TypeError as exc:
@@ -272,9 +315,15 @@ def read_layout(path: str | os.PathLike[str]) -> Layout:
     """
     where = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{where}: cannot read config: {exc}") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{where}:{_yaml_place(exc)} not valid YAML: {_yaml_problem(exc)}"
+        ) from None
     if not isinstance(data, Mapping) or not isinstance(data.get("sources"), list):
         raise ConfigError(f"{where}: 'sources' must be a non-empty list")
     from etl_project.venues import connector_for

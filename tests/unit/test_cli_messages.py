@@ -76,3 +76,27 @@ def test_redaction_replaces_whole_secret_values_only() -> None:
     )
     assert redact("token abc123 and abc1234", ["abc123"]) == "token *** and abc1234"
     assert redact("Bearer s3cr3t/with+chars=", ["s3cr3t/with+chars="]) == "Bearer ***"
+
+
+def test_broken_yaml_names_the_file_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("storage: x\nsources: [a, b\nreport:\n  x: 1\n", encoding="utf-8")
+    assert main(["run", "--config", str(path), "--date", "2026-11-20"]) == 2
+    assert capsys.readouterr().err == (
+        f"config error: {path}:3:7: not valid YAML: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence)\n"
+    )
+
+
+def test_a_misspelt_report_setting_names_the_file_line_and_field(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text(
+        config.read_text(encoding="utf-8") + "  schedul_utc: '02:00'\n", encoding="utf-8"
+    )
+    assert main(["run", "--config", str(config), "--date", "2026-11-20"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"config error: {config}:9: report: unknown field(s): schedul_utc (")
+    assert "__init__" not in err

@@ -2,9 +2,16 @@
 
 Runs each size in a fresh subprocess (so peak RSS is per size) and prints seconds, rows/s and
 peak memory per step. Usage: `python benchmarks/bench_report.py [--sizes 100000 1000000]
-[--postgres URL]`. Synthetic rows are exact decimals of the kinds venues send (negative, tiny,
-up to 19 fractional digits); generating them is not timed. For the whole `etl-balances run`
-process against plain pandas / DuckDB scripts, see `bench_e2e.py` (benchmarks/README.md).
+[--postgres URL [--pg-repeat 3] [--pg-copy binary|csv]]`. Synthetic rows are exact decimals of
+the kinds venues send (negative, tiny, up to 19 fractional digits); generating them is not
+timed. For the whole `etl-balances run` process against plain pandas / DuckDB scripts, see
+`bench_e2e.py` (benchmarks/README.md).
+
+With `--postgres` (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) the report is also
+loaded into a throw-away schema there, `--pg-repeat` times (the table emptied in between, not
+timed): the "postgres load" step is the median, and a closing table gives the best and median
+rows/s of the PostgreSQL load per size. `--pg-copy csv` forces the CSV COPY path of
+`load_postgres_copy` instead of binary COPY, to compare the two on the same machine and load.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -72,14 +80,16 @@ def _decimal_pool(rng: np.random.Generator, size: int = 50_000) -> pa.Array:
     return pa.array(values, type=AMOUNT_TYPE)
 
 
-def run_one(rows: int, postgres: str | None) -> dict[str, float]:
+def run_one(
+    rows: int, postgres: str | None, pg_repeat: int = 1, pg_copy: str = "binary"
+) -> dict[str, Any]:
     from etl_project.quality import movement
     from etl_project.report.build import build_report
     from etl_project.report.serialise import to_csv, to_json, to_parquet
     from etl_project.sinks.warehouse import Warehouse
 
     balances = synthetic_balances(rows)
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {}
 
     def timed(name: str, fn):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
@@ -128,9 +138,23 @@ def run_one(rows: int, postgres: str | None) -> dict[str, float]:
             conn.execute(sa.text(f"create schema {schema}"))
         sep = "&" if "?" in postgres else "?"
         wh = Warehouse(f"{postgres}{sep}options=-csearch_path%3D{schema}")
+        from etl_project.sinks import warehouse_loaders
+
+        if not hasattr(warehouse_loaders, "_binary_plan"):  # a checkout before binary COPY
+            pg_copy = "csv"
+        elif pg_copy == "csv":  # the CSV COPY path of load_postgres_copy, for comparison
+            warehouse_loaders._binary_plan = lambda *args: None
+        timings["_pg_copy"] = pg_copy
         try:
             wh.ensure_schema()
-            timed("postgres load", lambda: wh.replace_report(report, REPORT_DATE))
+            loads = []
+            for _ in range(pg_repeat):
+                with wh.engine.begin() as conn:
+                    conn.execute(sa.text("TRUNCATE settlement_balance_report"))
+                timed("postgres load", lambda: wh.replace_report(report, REPORT_DATE))
+                loads.append(timings["postgres load"])
+            timings["postgres load"] = sorted(loads)[len(loads) // 2]
+            timings["_pg_loads"] = loads
         finally:
             wh.dispose()
             with admin.begin() as conn:
@@ -145,19 +169,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--postgres", default=None, help="SQLAlchemy URL to include a PG load")
+    parser.add_argument("--pg-repeat", type=int, default=3, help="PG loads per size (median)")
+    parser.add_argument(
+        "--pg-copy", choices=["binary", "csv"], default="binary", help="COPY format of the PG load"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.postgres)))
+        print(json.dumps(run_one(args.one, args.postgres, args.pg_repeat, args.pg_copy)))
         return
     print(f"{'rows':>9}  {'step':<15} {'seconds':>8} {'rows/s':>12}  peak RSS")
+    pg_loads: dict[int, list[float]] = {}
+    pg_copy = args.pg_copy
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(size)]
         if args.postgres:
-            cmd += ["--postgres", args.postgres]
+            cmd += ["--postgres", args.postgres, "--pg-repeat", str(args.pg_repeat)]
+            cmd += ["--pg-copy", args.pg_copy]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         result = json.loads(out.strip().splitlines()[-1])
         rows, peak = int(result.pop("rows")), result.pop("peak_rss_mib")
+        if "_pg_loads" in result:
+            pg_loads[rows] = result.pop("_pg_loads")
+            pg_copy = result.pop("_pg_copy")
         total = sum(result.values())
         for step, seconds in [*result.items(), ("total", total)]:
             print(
@@ -165,6 +199,16 @@ def main() -> None:
                 if step == "total"
                 else f"{rows:>9}  {step:<15} {seconds:>8.2f} {rows / seconds:>12,.0f}"
             )
+    if pg_loads:
+        print(
+            f"\nPostgreSQL load of settlement_balance_report ({pg_copy} COPY, "
+            f"{args.pg_repeat} run(s) per size):"
+        )
+        print(f"{'rows':>9}  {'best rows/s':>12}  {'median rows/s':>14}  seconds")
+        for rows, loads in pg_loads.items():
+            best, median = min(loads), sorted(loads)[len(loads) // 2]
+            runs = " ".join(f"{x:.2f}" for x in loads)
+            print(f"{rows:>9}  {rows / best:>12,.0f}  {rows / median:>14,.0f}  {runs}")
 
 
 if __name__ == "__main__":

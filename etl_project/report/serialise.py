@@ -28,8 +28,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from functools import cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,6 +56,7 @@ _HEAD_COLUMNS: tuple[str, ...] = REPORT_COLUMNS[: len(REPORT_COLUMNS) - len(AMOU
 assert REPORT_COLUMNS[len(_HEAD_COLUMNS) :] == AMOUNT_COLUMNS
 
 _TRIM_LOCK = threading.Lock()
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 #: First characters that make a spreadsheet read a text cell as a formula: OWASP's `= + - @`,
 #: tab and CR, plus LF and the full-width `＝ ＋ － ＠` some spreadsheet locales also accept.
@@ -113,8 +115,9 @@ def _writer_trims_decimals() -> bool:
 
 
 @contextmanager
-def _decimal_writer(frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    """Yield `frame` ready for polars' text writers to print amounts as plain decimals."""
+def _decimal_writer(frame: _Frame) -> Iterator[_Frame]:
+    """Yield `frame` (eager or lazy) ready for polars' text writers to print amounts as plain
+    decimals."""
     if _writer_trims_decimals():
         with _TRIM_LOCK, pl.Config(trim_decimal_zeros=True):
             yield frame
@@ -209,6 +212,13 @@ def to_json(report: pa.Table) -> bytes:
     `{"userUUID":"…",…,"System Account":false ,"Total": 5.77 ,"Total Prefunding": 0 ,… }`:
     the spaces around amounts are insignificant JSON whitespace (RFC 8259 §2) that let
     polars' own writer print the decimals, instead of 22 M decimal-to-text casts first.
+
+    One lazy polars query, written by the streaming engine while it computes the next rows:
+    the 11 leading fields JSON-encoded as one piece, then per amount its key and the decimal.
+    The text between two decimals is the same on every line, so it is one one-value
+    Categorical cell (the writer prints those faster than repeated strings); an amount column
+    with one value in every row (the retired columns, always 0) is folded into that text, and
+    the closing ` }` rides on the line terminator.
     """
     frame = _report_frame(report)
     if frame.height == 0:
@@ -216,18 +226,32 @@ def to_json(report: pa.Table) -> bytes:
     fields: list[pl.Expr] = [
         pl.struct(list(_HEAD_COLUMNS)).struct.json_encode().str.head(-1).alias("\x00head")
     ]
-    for number, name in enumerate(AMOUNT_COLUMNS):
-        fields += [pl.lit(f",{json.dumps(name)}:").alias(f"\x00key{number}"), pl.col(name)]
-    fields.append(pl.lit("}").alias("\x00end"))
-    pieces = frame.select(fields)
+    literal: list[str] = []  # constant text since the last cell, joined by the separator
+
+    def flush() -> None:
+        if literal:
+            text = pl.lit(" ".join(literal)).cast(pl.Categorical)
+            fields.append(text.alias(f"\x00text{len(fields)}"))
+            literal.clear()
+
+    for name in AMOUNT_COLUMNS:
+        literal.append(f",{json.dumps(name)}:")
+        constant = _constant_amount(report.column(name))
+        if constant is None:
+            flush()
+            fields.append(pl.col(name))
+        else:
+            literal.append(constant)
+    flush()
     buffer = io.BytesIO()
     buffer.write(b"[\n")
-    with _decimal_writer(pieces) as ready:
-        ready.write_csv(
+    # Small morsels: the JSON-encoded pieces of one morsel reuse the memory of the last one.
+    with _decimal_writer(frame.lazy()) as ready, pl.Config(streaming_chunk_size=4096):
+        ready.select(fields).sink_csv(
             buffer,
             include_header=False,
             separator=" ",
-            line_terminator=",\n",
+            line_terminator=" },\n",
             quote_style="never",
             null_value="null",
         )
@@ -235,6 +259,26 @@ def to_json(report: pa.Table) -> bytes:
     buffer.truncate()
     buffer.write(b"\n]\n")
     return buffer.getvalue()
+
+
+def _constant_amount(values: pa.ChunkedArray) -> str | None:
+    """The text of the one value of a decimal128 column without nulls that holds one value in
+    every row, else None. Compares the raw 128-bit values (a sample first, so a varying
+    column is turned down at once)."""
+    if values.null_count or len(values) == 0:
+        return None
+    first: np.ndarray | None = None
+    for chunk in values.chunks:
+        if len(chunk) == 0:
+            continue
+        words = np.frombuffer(chunk.buffers()[1], np.uint64, 2 * len(chunk), chunk.offset * 16)
+        pairs = words.reshape(-1, 2)
+        if first is None:
+            first = pairs[0].copy()
+        if not (pairs[::1021] == first).all() or not (pairs == first).all():
+            return None
+    text: str = amount_text(values.slice(0, 1))[0].as_py()
+    return text
 
 
 def to_parquet(report: pa.Table) -> bytes:

@@ -263,4 +263,8 @@ def read_pg_csv(data: bytes, schema: pa.Schema) -> pa.Table:
     if not data:
         return schema.empty_table()
     read = pacsv.ReadOptions(column_names=schema.names, block_size=16 << 20)
-    return pacsv.read_csv(io.BytesIO(data), read_options=read, convert_options=convert).cast(schema)
+    parse = pacsv.ParseOptions(newlines_in_values=True)  # quoted text may hold line breaks
+    table = pacsv.read_csv(
+        io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert
+    )
+    return table.cast(schema)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pyarrow as pa
@@ -265,6 +265,69 @@ def test_json_escapes_text() -> None:
     nasty = 'back\\slash "quote"\ttab\x01ctl é 株 \u2028'
     rows = read_json_rows(to_json(report(row(1, User=nasty))))
     assert rows[0]["User"] == nasty
+
+
+def reference_json(table: pa.Table) -> bytes:
+    """The JSON file the slow, obvious way: Python's json for the 11 leading fields and
+    Decimal's own plain notation for the amounts."""
+    lines = []
+    for record in table.select(list(REPORT_COLUMNS)).to_pylist():
+        head = {k: v for k, v in record.items() if k not in AMOUNT_COLUMNS}
+        with localcontext(prec=100):
+            amounts = {
+                k: "null" if record[k] is None else format(record[k].normalize(), "f")
+                for k in AMOUNT_COLUMNS
+            }
+        lines.append(_json_object(head, amounts))
+    return ("[\n" + ",\n".join(lines) + "\n]\n").encode() if lines else b"[]\n"
+
+
+def with_amounts(table: pa.Table, **columns: list[Decimal | None]) -> pa.Table:
+    for name, values in columns.items():
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pa.array(values, AMOUNT_TYPE))
+    return table
+
+
+@pytest.mark.parametrize(
+    "constant",
+    [
+        ["Total", "custody"],  # first and last amount
+        ["Order", "Leverage", "Margin", "Margin Long", "Margin Short", "Margin Interest"],
+        list(AMOUNT_COLUMNS),  # no decimal left for the writer
+        [],
+    ],
+    ids=["ends", "retired", "all", "none"],
+)
+def test_json_folds_one_value_columns_into_the_text_exactly(constant: list[str]) -> None:
+    values = [Decimal("-0.0009056832839642471"), Decimal("12345678901234567.1234567890123456789")]
+    varied = {name: values for name in AMOUNT_COLUMNS if name not in constant}
+    fixed = {name: [Decimal("-0.0009056832839642471")] * 2 for name in constant[:1]}
+    fixed |= {name: [Decimal(0)] * 2 for name in constant[1:]}
+    table = with_amounts(two_rows(), **varied, **fixed)
+    assert to_json(table) == reference_json(table)
+    chunked = pa.concat_tables([table.slice(0, 1), table.slice(1, 0), table.slice(1)])
+    assert to_json(chunked) == reference_json(table)
+
+
+def test_json_amount_columns_with_nulls_are_written_as_null() -> None:
+    table = two_rows()
+    index = table.schema.get_field_index("Total")
+    field = pa.field("Total", AMOUNT_TYPE, nullable=True)
+    table = table.set_column(index, field, pa.array([None, None], AMOUNT_TYPE))
+    table = table.set_column(
+        table.schema.get_field_index("Hold"),
+        pa.field("Hold", AMOUNT_TYPE, nullable=True),
+        pa.array([Decimal(0), None], AMOUNT_TYPE),
+    )
+    assert to_json(table) == reference_json(table)
+    assert b'"Total": null ,"Total Prefunding": 0' in to_json(table)
+
+
+def test_json_of_many_rows_matches_the_reference() -> None:
+    rows = [row(i, Total=Decimal(i).scaleb(-(i % 21)), Hold=Decimal(-i)) for i in range(1, 3000)]
+    table = report(*rows)
+    assert to_json(table) == reference_json(table)
 
 
 def test_json_of_an_empty_report() -> None:

@@ -3,8 +3,9 @@
 `replace` deletes one report date (optionally one source) and bulk-loads Arrow rows in ONE
 transaction, so a rerun never duplicates and a failed load leaves the previous rows untouched.
 Bulk paths (perf-notes): DuckDB ingests the Arrow table directly (`INSERT … SELECT` from a
-registered view); PostgreSQL via psycopg 3 takes `COPY … FROM STDIN (FORMAT csv)` fed by
-pyarrow's CSV writer; any other database gets `executemany` (see `warehouse_loaders`).
+registered view); PostgreSQL via psycopg 3 takes `COPY … FROM STDIN (FORMAT binary)` encoded
+column-wise from the Arrow buffers; any other database gets `executemany` (see
+`warehouse_loaders`).
 Amounts stay exact decimals all the way: decimal128(38,20) in Arrow, NUMERIC(38,20) in the
 database.
 """

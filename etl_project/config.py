@@ -217,12 +217,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     # Substitute only outside comments, so a commented-out ${VAR} is not required.
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     text = substitute_env("\n".join(lines), os.environ if env is None else env, where)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{where}:{_yaml_place(exc)} not valid YAML: {_yaml_problem(exc)}"
-        ) from None
+    data = _parse_yaml(text, where)
     config = parse_config(data, where)
     return dataclasses.replace(config, path=where)
 
@@ -243,6 +238,16 @@ class Layout:
     warehouse: str
     sources: tuple[SourceLayout, ...]
     report: ReportSettings
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """The YAML document, or a ConfigError naming the file, line and column of the problem."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{where}:{_yaml_place(exc)} not valid YAML: {_yaml_problem(exc)}"
+        ) from None
 
 
 def _yaml_place(exc: yaml.YAMLError) -> str:
@@ -318,12 +323,7 @@ def read_layout(path: str | os.PathLike[str]) -> Layout:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read config: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{where}:{_yaml_place(exc)} not valid YAML: {_yaml_problem(exc)}"
-        ) from None
+    data = _parse_yaml(text, where)
     if not isinstance(data, Mapping) or not isinstance(data.get("sources"), list):
         raise ConfigError(f"{where}: 'sources' must be a non-empty list")
     from etl_project.venues import connector_for

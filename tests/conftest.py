@@ -167,3 +167,31 @@ def webhook(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Receiver:
     """The receiver, with ETL_ALERT_WEBHOOK_URL (the product's setting) pointing at it."""
     monkeypatch.setenv("ETL_ALERT_WEBHOOK_URL", receiver.url)
     return receiver
+
+
+@pytest.fixture()
+def hung_url() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A server that accepts every connection and never sends a byte. Yields (url, accepted)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(conn)  # held open, never answered
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    finally:
+        done.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()

@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -51,3 +52,20 @@ def store_past_snapshots(config_path: Path, days: list[date], source: str = "kra
         taken_at = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
         outcome, error = fetch_live(config.source(source), store, day, taken_at)
         assert error is None and outcome.ok, outcome.reason
+
+
+def materialise(config_path: Path, day: date, **kwargs: Any) -> Any:
+    """Every asset and check of the config's definitions, materialised for one partition on an
+    ephemeral instance (keyword arguments go to `dg.materialize`)."""
+    import dagster as dg
+
+    from assets.definitions import build_definitions
+
+    defs = build_definitions(config_path)
+    kwargs.setdefault("instance", dg.DagsterInstance.ephemeral())
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks],  # type: ignore[list-item]
+        resources=defs.resources,
+        partition_key=day.isoformat(),
+        **kwargs,
+    )

@@ -12,17 +12,15 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.definitions import build_definitions
 from etl_project.report.columns import AMOUNT_COLUMNS, COLUMNS, REPORT_COLUMNS
 from etl_project.report.serialise import read_csv_rows, read_json_rows, read_parquet
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
 from etl_project.sinks.files import report_keys
 from etl_project.sinks.object_store import open_store
-from tests.integration.helpers import FIXTURES, expected_seed003_rows, write_config
+from tests.integration.helpers import FIXTURES, expected_seed003_rows, materialise, write_config
 
 TODAY = datetime.now(UTC).date()
 
@@ -31,16 +29,6 @@ TODAY = datetime.now(UTC).date()
 def kraken_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_KRAKEN_KEY", DEFAULT_KRAKEN_API_KEY)
     monkeypatch.setenv("TEST_KRAKEN_SECRET", DEFAULT_KRAKEN_API_SECRET)
-
-
-def materialise(config_path: Path, day: date) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(config_path)
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks],  # type: ignore[list-item]
-        resources=defs.resources,
-        partition_key=day.isoformat(),
-        instance=dg.DagsterInstance.ephemeral(),
-    )
 
 
 def _text(value: object) -> str:

@@ -13,15 +13,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from assets.definitions import build_definitions
 from assets.report import WAREHOUSE_KEY
 from etl_project.cli import main
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
-from tests.integration.helpers import FIXTURES, write_config
+from tests.integration.helpers import FIXTURES, materialise, write_config
 from tests.integration.publish_view import read_view
 
 TODAY = datetime.now(UTC).date()
@@ -37,17 +35,6 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _serve(simulator: Any, body: dict[str, Any]) -> None:
     simulator.serve_payload("kraken_futures", json.dumps(body).encode("utf-8"))
-
-
-def _materialise(config: Path, day: Any) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(config)
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks],  # type: ignore[list-item]
-        resources=defs.resources,
-        partition_key=day.isoformat(),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
 
 
 def _rows(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -80,12 +67,12 @@ def test_rerun_keeps_the_old_version_and_records_each_restated_row(
         tmp_path, storage=storage, warehouse=warehouse, kraken_url=simulator.kraken_base_url
     )
     _serve(simulator, SEED)
-    assert _materialise(config, TODAY).success
+    assert materialise(config, TODAY, raise_on_error=False).success
     v1 = read_view(storage, warehouse, TODAY)
     v1_run = v1.status["run_id"]  # type: ignore[index]
 
     _serve(simulator, _edited_seed())
-    result = _materialise(config, TODAY)
+    result = materialise(config, TODAY, raise_on_error=False)
     assert result.success
     v2 = read_view(storage, warehouse, TODAY)
     v2_run = v2.status["run_id"]  # type: ignore[index]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -317,34 +316,6 @@ def test_token_attempts_still_end_the_retries_inside_the_budget() -> None:
 
 
 # --- the token refresh (real socket) -----------------------------------------------------------
-
-
-@pytest.fixture()
-def hung_url() -> Iterator[tuple[str, list[socket.socket]]]:
-    """A server that accepts every connection and never sends a byte. Yields (url, accepted)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    accepted: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept() -> None:
-        while not done.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            accepted.append(conn)  # held open, never answered
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
-    finally:
-        done.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        listener.close()
 
 
 def test_a_hung_token_endpoint_ends_within_the_budget_in_one_line(

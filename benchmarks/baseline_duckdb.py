@@ -29,13 +29,19 @@ Usage: `python benchmarks/baseline_duckdb.py REPORT.csv OUTDIR`.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import duckdb
-from report_format import AMOUNT_COLUMNS, COLUMNS, FLAG_COLUMNS, HEAD_COLUMNS, UUID_COLUMNS
+from report_format import (
+    AMOUNT_COLUMNS,
+    COLUMNS,
+    FLAG_COLUMNS,
+    HEAD_COLUMNS,
+    UUID_COLUMNS,
+    run_cli,
+)
 
 TABLE = "settlement_balance_report"
 UUIDS = UUID_COLUMNS
@@ -190,14 +196,5 @@ def run(source: Path, outdir: Path) -> dict[str, float]:
     return steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", type=Path)
-    parser.add_argument("outdir", type=Path)
-    args = parser.parse_args()
-    steps = run(args.file, args.outdir)
-    print(" ".join(f"{name}={seconds:.2f}s" for name, seconds in steps.items()), file=sys.stderr)
-
-
 if __name__ == "__main__":
-    main()
+    run_cli(__doc__, run)

@@ -20,15 +20,13 @@ Usage: `python benchmarks/baseline_pandas.py REPORT.csv OUTDIR`.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pandera.pandas as pa
-from report_format import AMOUNT_COLUMNS, FLAG_COLUMNS, UUID_COLUMNS
+from report_format import AMOUNT_COLUMNS, FLAG_COLUMNS, UUID_COLUMNS, run_cli
 
 UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 CCY_RE = r"^[A-Z0-9]{2,15}$"
@@ -79,14 +77,5 @@ def run(source: Path, outdir: Path) -> dict[str, float]:
     return steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", type=Path)
-    parser.add_argument("outdir", type=Path)
-    args = parser.parse_args()
-    steps = run(args.file, args.outdir)
-    print(" ".join(f"{name}={seconds:.2f}s" for name, seconds in steps.items()), file=sys.stderr)
-
-
 if __name__ == "__main__":
-    main()
+    run_cli(__doc__, run)

@@ -7,6 +7,11 @@ imported the product (Dagster, polars, …) would pay its import time and memory
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 HEAD_COLUMNS: tuple[str, ...] = (
     "userUUID",
     "accountUUID",
@@ -53,3 +58,13 @@ UUID_COLUMNS: tuple[str, ...] = ("userUUID", "accountUUID", "Account Group UUID"
 FLAG_COLUMNS: tuple[str, ...] = ("Account in Ledger", "System Account")
 
 assert len(COLUMNS) == 33 and len(AMOUNT_COLUMNS) == 22
+
+
+def run_cli(doc: str | None, run: Callable[[Path, Path], dict[str, float]]) -> None:
+    """`script FILE OUTDIR`: run a baseline and print its step times on stderr."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("outdir", type=Path)
+    args = parser.parse_args()
+    steps = run(args.file, args.outdir)
+    print(" ".join(f"{name}={seconds:.2f}s" for name, seconds in steps.items()), file=sys.stderr)

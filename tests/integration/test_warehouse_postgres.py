@@ -4,13 +4,11 @@ with the core contract parametrized over DuckDB and PostgreSQL."""
 from __future__ import annotations
 
 import random
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -26,6 +24,7 @@ from etl_project.sinks.warehouse_tables import (
     arrow_schema,
 )
 from etl_project.venues.base import Rejected
+from tests.python_work import calls_made
 from tests.warehouse_sample import (
     D2,
     TRICKY,
@@ -458,23 +457,6 @@ def test_pg_other_column_types_fall_back_to_csv_copy(pg: Warehouse, plans: list[
         )
         assert [str(v) for v in conn.execute(sa.select(ids.c.id)).scalars()] == [value]
     assert plans == [None]
-
-
-def calls_made(action: Callable[[], object]) -> int:
-    """How many Python and C functions `action` calls in this thread."""
-    count = 0
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        nonlocal count
-        if event in ("call", "c_call"):
-            count += 1
-
-    sys.setprofile(profile)
-    try:
-        action()
-    finally:
-        sys.setprofile(None)
-    return count
 
 
 @pytest.mark.postgres

@@ -6,33 +6,14 @@ tests/integration/test_warehouse_postgres.py.)"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from etl_project.sinks import warehouse_loaders
 from etl_project.sinks.warehouse import Warehouse
+from tests.python_work import calls_made
 from tests.warehouse_sample import D2, D, sample_report
-
-
-def calls_made(action: Callable[[], object]) -> int:
-    """How many Python and C functions `action` calls in this thread."""
-    count = 0
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        nonlocal count
-        if event in ("call", "c_call"):
-            count += 1
-
-    sys.setprofile(profile)
-    try:
-        action()
-    finally:
-        sys.setprofile(None)
-    return count
 
 
 def test_duckdb_load_does_no_python_work_per_row(

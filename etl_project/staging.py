@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -72,3 +74,22 @@ def get_table(store: ObjectStore, key: str, schema: pa.Schema) -> pa.Table:
 def read_parquet(store: ObjectStore, key: str) -> pa.Table:
     """A staged Parquet file as it was written (no schema coercion)."""
     return pq.read_table(io.BytesIO(store.get(key)))
+
+
+@contextmanager
+def table_writer(store: ObjectStore, key: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer for `key`: batches written to it go to disk as they come, and the file
+    becomes the object at `key` when the block succeeds (memory bounded by one batch)."""
+    with (
+        store.writing(key, "application/vnd.apache.parquet") as path,
+        pq.ParquetWriter(path, schema) as writer,
+    ):
+        yield writer
+
+
+@contextmanager
+def table_reader(store: ObjectStore, key: str) -> Iterator[pq.ParquetFile]:
+    """The staged Parquet file at `key`, to read batch by batch (`iter_batches`)."""
+    with store.reading(key) as path:
+        yield pq.ParquetFile(path)
+

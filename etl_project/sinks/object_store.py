@@ -11,7 +11,8 @@ import socket
 import stat
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -50,6 +51,33 @@ class ObjectStore(ABC):
         except FileNotFoundError:
             return False
         return True
+
+    @contextmanager
+    def writing(self, key: str, content_type: str = "application/octet-stream") -> Iterator[Path]:
+        """A local file to write `key`'s content into; when the block ends without an error it
+        becomes the object at `key` atomically, otherwise nothing is written.
+
+        Why: a report of millions of rows is written batch by batch to disk and then moved or
+        uploaded (S3 multipart, streamed), never held as one `bytes` in memory."""
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP}{_HOST}-{os.getpid()}-")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            self.put(key, Path(tmp).read_bytes(), content_type)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    @contextmanager
+    def reading(self, key: str) -> Iterator[Path]:
+        """A local file holding `key`'s content for the block (a folder store's own file, an S3
+        object downloaded streamed to a temp file); `FileNotFoundError` when there is none."""
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP}{_HOST}-{os.getpid()}-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.get(key))
+            yield Path(tmp)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def copy(self, source: str, target: str) -> str:
         """Copy the object at `source` to `target` atomically; return the target's URI."""
@@ -114,6 +142,29 @@ class LocalObjectStore(ObjectStore):
             Path(tmp).unlink(missing_ok=True)
             raise
         return str(path)
+
+    @contextmanager
+    def writing(self, key: str, content_type: str = "application/octet-stream") -> Iterator[Path]:
+        """A temp file beside the target, renamed into place when the block succeeds."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP}{_HOST}-{os.getpid()}-")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.chmod(tmp, _FILE_MODE)
+            failpoints.hit("store.put", key)  # written, not yet in place
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    @contextmanager
+    def reading(self, key: str) -> Iterator[Path]:
+        """The object's own file: nothing is copied."""
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(str(path))
+        yield path
 
     def copy(self, source: str, target: str) -> str:
         """A hard link renamed into place: atomic, and no bytes are copied."""
@@ -217,6 +268,38 @@ class S3ObjectStore(ObjectStore):
             raise FileNotFoundError(self.uri(key)) from None
         body: bytes = obj["Body"].read()
         return body
+
+    @contextmanager
+    def writing(self, key: str, content_type: str = "application/octet-stream") -> Iterator[Path]:
+        """A local temp file, uploaded streamed (multipart when large) when the block succeeds:
+        an S3 upload is atomic, readers see the old object until it completes."""
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP}{_HOST}-{os.getpid()}-")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            failpoints.hit("store.put", key)
+            self.client.upload_file(
+                tmp, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type}
+            )
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    @contextmanager
+    def reading(self, key: str) -> Iterator[Path]:
+        """The object downloaded streamed into a local temp file for the block."""
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP}{_HOST}-{os.getpid()}-")
+        os.close(fd)
+        try:
+            try:
+                self.client.download_file(self.bucket, self._key(key), tmp)
+            except self.client.exceptions.ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchKey", "NotFound"):
+                    raise FileNotFoundError(self.uri(key)) from None
+                raise
+            yield Path(tmp)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
         paginator = self.client.get_paginator("list_objects_v2")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from etl_project import staging
 from etl_project.config import AppConfig
@@ -165,6 +167,17 @@ def staged_details(store: ObjectStore, report_date: date) -> dict[str, Any]:
         raise SnapshotMissing(f"report {report_date.isoformat()}: {reason}")
     details: dict[str, Any] = doc["details"]
     return details
+
+
+@contextmanager
+def staged_report_file(
+    store: ObjectStore, report_date: date
+) -> Iterator[tuple[pq.ParquetFile, dict[str, Any]]]:
+    """The staged report of D as a Parquet file to read batch by batch (memory bounded by the
+    batch, not the report), and its manifest details; raises when D was not staged."""
+    details = staged_details(store, report_date)
+    with staging.table_reader(store, staging.report_keys(report_date)[1]) as parquet:
+        yield parquet, details
 
 
 def staged_report(store: ObjectStore, report_date: date) -> tuple[pa.Table, dict[str, Any]]:

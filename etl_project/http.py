@@ -70,6 +70,16 @@ class RawResponse:
     headers: Mapping[str, str]
     body: bytes
     received_at: str
+    #: A body too big to hold in memory stays in this local file (then `body` is empty): a
+    #: settlement report read from disk is landed from its file, never loaded whole.
+    body_path: str | None = None
+
+    def head(self, size: int = 1 << 16) -> bytes:
+        """The first `size` bytes of the body, wherever it is."""
+        if self.body_path is None:
+            return self.body[:size]
+        with open(self.body_path, "rb") as fh:
+            return fh.read(size)
 
     def json(self, source: str) -> Any:
         """Decode the body as JSON with every number an exact `Decimal`."""

@@ -178,7 +178,17 @@ def _write_response(r: RawResponse, write: Callable[[bytes], object]) -> None:
         "headers": dict(r.headers),
         "received_at": r.received_at,
     }
-    if _is_utf8(r.body):
+    if r.body_path is not None and _file_is_utf8(r.body_path):
+        write(_open_object(meta) + b', "body": "')
+        with open(r.body_path, "rb") as fh:
+            while piece := fh.read(_CHUNK):
+                write(_escape(piece))
+        write(b'"}')
+    elif r.body_path is not None:
+        with open(r.body_path, "rb") as fh:
+            meta["body_base64"] = base64.b64encode(fh.read()).decode("ascii")
+        write(json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+    elif _is_utf8(r.body):
         write(_open_object(meta) + b', "body": "')
         for piece in _escaped_chunks(r.body):
             write(piece)
@@ -196,6 +206,21 @@ def _is_utf8(body: bytes) -> bool:
     try:
         for start in range(0, len(body), _CHUNK):
             decoder.decode(body[start : start + _CHUNK])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _file_is_utf8(path: str) -> bool:
+    """`_is_utf8` of a file's content, read chunk by chunk (a chunk may end mid-character)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as fh:
+            while piece := fh.read(_CHUNK):
+                if piece.isascii() and not decoder.getstate()[0]:
+                    continue  # the common case, allocation-free
+                decoder.decode(piece)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
@@ -304,7 +329,14 @@ def land(store: ObjectStore, snapshot: RawSnapshot, codec: Codec | None = None) 
     key = raw_key(
         snapshot.venue, snapshot.source, snapshot.report_date, snapshot.snapshot_at, codec
     )
-    store.put(key, snapshot.to_bytes(codec), content_type=CONTENT_TYPES[codec])
+    with store.writing(key, CONTENT_TYPES[codec]) as path, open(path, "wb") as fh:
+        if codec == "gzip":  # streamed to disk: memory is one chunk, not the envelope
+            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+            snapshot._write_envelope(lambda piece: fh.write(compressor.compress(piece)))
+            fh.write(compressor.flush())
+        else:
+            with pa.CompressedOutputStream(fh, "zstd") as stream:
+                snapshot._write_envelope(stream.write)
     return key
 
 

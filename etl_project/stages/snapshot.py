@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, date, datetime, time, timedelta
 
-from etl_project import raw, staging
+from etl_project import raw, raw_stream, staging
 from etl_project.config import SourceConfig, redact
 from etl_project.errors import FinalVenueError, VenueError
 from etl_project.http import HttpClient
@@ -78,19 +78,22 @@ def stored_snapshot(
         if k.endswith(".json.gz") and k != exclude
     ]
     for key in reversed(keys):
-        snap = raw.RawSnapshot.from_bytes(store.get(key))
-        if snap.error is None:
-            return StageOutcome(
-                source.name,
-                "ok",
-                None,
-                {
-                    "mode": "replay",
-                    "snapshot_key": key,
-                    "snapshot_at": snap.snapshot_at.isoformat(),
-                    "responses": len(snap.responses),
-                },
-            )
+        with store.reading(key) as path:  # streamed: the envelope's head, bodies skipped
+            head = raw_stream.read_head(path)
+            if head.get("error") is not None:
+                continue
+            responses = len(raw_stream.response_metas(path))
+        return StageOutcome(
+            source.name,
+            "ok",
+            None,
+            {
+                "mode": "replay",
+                "snapshot_key": key,
+                "snapshot_at": datetime.fromisoformat(head["snapshot_at"]).isoformat(),
+                "responses": responses,
+            },
+        )
     return StageOutcome(
         source.name,
         "failed",

@@ -9,10 +9,11 @@ A connector has two halves kept apart on purpose:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -110,6 +111,16 @@ class Connector(ABC):
     @abstractmethod
     def parse(cls, snapshot: RawSnapshot, source: SourceConfig) -> ParsedSnapshot:
         """Map a stored snapshot to canonical balances. Pure: no network, no clock."""
+
+    @classmethod
+    def parse_stored(
+        cls, path: Path, responses: int, source: SourceConfig
+    ) -> Iterator[ParsedSnapshot]:
+        """`parse` of the snapshot file at `path` (holding `responses` responses), in parts.
+
+        One part by default: an API venue's snapshot is small. A venue whose snapshot can be
+        large (a report file of millions of rows) streams it part by part instead."""
+        yield cls.parse(RawSnapshot.from_bytes(path.read_bytes()), source)
 
 
 def amount_problem(name: str, value: Decimal) -> str | None:

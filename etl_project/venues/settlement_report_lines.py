@@ -67,6 +67,7 @@ class CsvLines:
     body: bytes  # the header line and every record Arrow may read
     record_lines: np.ndarray  # 1-based first line of each data record of `body`, in order
     rejected: list[LineReject]
+    lines: int  # lines in the input, the header included
 
 
 def line_text(data: bytes) -> str:
@@ -122,8 +123,11 @@ def _one_row(text: bytes) -> bool:
     return len(rows) == 1 and len(rows[0]) == len(REPORT_COLUMNS)
 
 
-def split_lines(body: bytes) -> CsvLines:
-    """Frame `body` (header first) into records; cut out and name the lines that cannot be."""
+def split_lines(body: bytes, line_offset: int = 0) -> CsvLines:
+    """Frame `body` (header first) into records; cut out and name the lines that cannot be.
+
+    `line_offset`: lines of the file between the header and `body`'s first data line (a
+    block of a file read in blocks, with the header put in front), so numbers are the file's."""
     data = np.frombuffer(body, np.uint8)
     size = len(data)
     carriage = _positions(data, _CR)
@@ -147,7 +151,8 @@ def split_lines(body: bytes) -> CsvLines:
 
     def reject(index: int, check: str, why: str) -> LineReject:
         text = line_text(body[starts[index] : content_ends[index]])
-        return LineReject(int(index) + 1, check, f"line {index + 1}: {why}", text)
+        line = int(index) + 1 + (line_offset if index else 0)
+        return LineReject(line, check, f"line {line}: {why}", text)
 
     rejected: dict[int, LineReject] = {}
     for index in map(int, np.flatnonzero(lengths > MAX_LINE_BYTES)):
@@ -189,5 +194,5 @@ def split_lines(body: bytes) -> CsvLines:
     keep = (lengths > 0) & ~joined
     keep[0] = False  # the header
     keep[cut] = False
-    record_lines = np.flatnonzero(keep) + 1
-    return CsvLines(body, record_lines, [rejected[i] for i in cut])
+    record_lines = np.flatnonzero(keep) + 1 + line_offset
+    return CsvLines(body, record_lines, [rejected[i] for i in cut], len(starts))

@@ -30,12 +30,25 @@ class ReportNotFound(VenueUnavailable):
     """The report file for the date does not exist (yet): HTTP 404/410, no S3 key, no file."""
 
 
-def read_path(location: str, name: str, content_type: Callable[[str], str]) -> RawResponse:
-    """The file at a local path (or `file://` URL); `name` is the source, for errors."""
+#: A local CSV report bigger than this is landed from its file, never read into memory.
+ON_DISK_BYTES = 8 << 20
+
+
+def read_path(
+    location: str, name: str, content_type: Callable[[str], str], *, on_disk: bool = False
+) -> RawResponse:
+    """The file at a local path (or `file://` URL); `name` is the source, for errors.
+
+    `on_disk`: a file over `ON_DISK_BYTES` is referenced (`RawResponse.body_path`), not read:
+    the snapshot is streamed from it and the parser streams from the snapshot."""
     path = _local_path(location).resolve()
     try:
+        info = path.stat()
+        modified = datetime.fromtimestamp(info.st_mtime, UTC)
+        if on_disk and info.st_size > ON_DISK_BYTES and path.is_file():
+            shown = {"Content-Type": content_type(location), "Last-Modified": modified.isoformat()}
+            return _read_response(str(path), shown, b"", body_path=str(path))
         body = path.read_bytes()
-        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except FileNotFoundError:
         raise ReportNotFound(name, f"report not found: {path}") from None
     except IsADirectoryError:
@@ -123,7 +136,9 @@ def _local_path(location: str) -> Path:
     return Path(parsed.path) if parsed.scheme.lower() == "file" else Path(location)
 
 
-def _read_response(url: str, headers: Mapping[str, str], body: bytes) -> RawResponse:
+def _read_response(
+    url: str, headers: Mapping[str, str], body: bytes, body_path: str | None = None
+) -> RawResponse:
     return RawResponse(
         method=READ_METHOD,
         url=url,
@@ -131,4 +146,5 @@ def _read_response(url: str, headers: Mapping[str, str], body: bytes) -> RawResp
         headers=dict(headers),
         body=body,
         received_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+        body_path=body_path,
     )

@@ -60,6 +60,8 @@ class TextRows:
     positions: np.ndarray | None
     #: the name of that position in a quarantine record: `line` or `element`
     position_key: str
+    #: lines read (CSV, the header included; 0 for JSON)
+    lines: int = 0
 
 
 def csv_header(body: bytes, source: str, where: str = "report") -> list[str]:
@@ -98,14 +100,14 @@ def check_header(names: list[str], source: str, where: str = "report") -> None:
     )
 
 
-def csv_rows(body: bytes, source: str) -> TextRows:
+def csv_rows(body: bytes, source: str, line_offset: int = 0) -> TextRows:
     """The CSV's rows as text columns; a line that cannot be a row is rejected with its number.
 
     `split_lines` cuts out overlong, non-UTF-8 and unclosed-quote lines first; Arrow then
     reads the rest and reports rows with the wrong number of fields, which are rejected too.
     """
     check_header(csv_header(body, source), source)
-    lines = split_lines(body)
+    lines = split_lines(body, line_offset)
     invalid: list[tuple[int | None, int, int, str]] = []
 
     def on_invalid_row(row: Any) -> str:
@@ -156,7 +158,7 @@ def csv_rows(body: bytes, source: str) -> TextRows:
     positions: np.ndarray | None = np.delete(records, skipped) if skipped else records
     if positions is not None and len(positions) != table.num_rows:  # not expected: then none
         positions = None
-    return TextRows(table, {}, set(), {}, rejected, positions, "line")
+    return TextRows(table, {}, set(), {}, rejected, positions, "line", lines.lines)
 
 
 def short(text: str) -> str:

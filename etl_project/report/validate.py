@@ -111,9 +111,17 @@ def split_valid(
     The valid table keeps the input's schema and row order. Raises `SchemaViolation` for
     frame-level failures.
     """
+    valid, rejected, _ = split_valid_at(table, model)
+    return valid, rejected
+
+
+def split_valid_at(
+    table: pa.Table, model: type[pa_pl.DataFrameModel]
+) -> tuple[pa.Table, list[Rejected], np.ndarray]:
+    """`split_valid`, plus the row index of each `Rejected` (ascending, one per row)."""
     cases = _failure_cases(table, model)
     if cases is None:
-        return table, []
+        return table, [], np.zeros(0, np.int64)
     frame_level = cases.filter(pl.col("index").is_null())
     if frame_level.height:
         raise SchemaViolation(_model_name(model), _frame_problems(frame_level, model))
@@ -130,7 +138,7 @@ def split_valid(
         raise AssertionError(
             f"rows left after quarantine still fail {_model_name(model)}: {leftover.head(5).rows()}"
         )
-    return valid, rejected
+    return valid, rejected, bad
 
 
 def _model_name(model: type[pa_pl.DataFrameModel]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 from etl_project import staging
 from etl_project.config import AppConfig
 from etl_project.errors import SnapshotMissing
-from etl_project.report.build import build_report
-from etl_project.report.columns import BALANCES_SCHEMA, REPORT_SCHEMA
+from etl_project.report.build_stream import build_report_stream
+from etl_project.report.columns import REPORT_SCHEMA
 from etl_project.sinks.account_registry import ExpectedAccount
 from etl_project.sinks.object_store import ObjectStore
 from etl_project.stages.completeness import (
@@ -44,7 +44,7 @@ def stage_report(
 
     `expected`: per source, the accounts seen on recent published dates (the account
     registry); one the venue no longer lists is a named gap, never a silent shrink."""
-    tables: list[pa.Table] = []
+    inputs: list[str] = []
     snapshot_at: dict[str, datetime] = {}
     gaps: list[dict[str, str]] = []
     rejected: list[dict[str, Any]] = []
@@ -73,7 +73,7 @@ def stage_report(
             extras.setdefault(name, []).append(
                 table_key.replace("balances.parquet", f"{name}.parquet")
             )
-        tables.append(staging.get_table(store, table_key, BALANCES_SCHEMA))
+        inputs.append(table_key)
         snapshot_at[source.name] = datetime.fromisoformat(details["snapshot_at"])
         source_rejected = details.get("rejected", [])
         rejected.extend(source_rejected)
@@ -84,7 +84,7 @@ def stage_report(
             "quarantined": len(source_rejected),
         }
     manifest_key, table_key = staging.report_keys(report_date)
-    if not tables:
+    if not inputs:
         outcome = StageOutcome(
             "report",
             "failed",
@@ -94,20 +94,23 @@ def stage_report(
         staging.put_json(store, manifest_key, manifest(outcome))
         return outcome
     keep_zero = [s.name for s in config.sources if s.keep_zero_rows]
-    report, report_rejected = build_report(
-        tables,
-        report_date=report_date,
-        run_id=run_id,
-        snapshot_at=snapshot_at,
-        keep_zero_sources=keep_zero,
-    )
-    rejected.extend(dataclasses.asdict(r) for r in report_rejected)
-    _account_rows(sources, report, report_rejected)
-    staging.put_table(store, table_key, report)
+    with ExitStack() as files:
+        paths = [files.enter_context(store.reading(key)) for key in inputs]
+        writer = files.enter_context(staging.table_writer(store, table_key, REPORT_SCHEMA))
+        built = build_report_stream(
+            paths,
+            writer.write_table,
+            report_date=report_date,
+            run_id=run_id,
+            snapshot_at=snapshot_at,
+            keep_zero_sources=keep_zero,
+        )
+    rejected.extend(dataclasses.asdict(r) for r in built.rejected)
+    _account_rows(sources, built.rows_by_source, built.rejected)
     staging.put_table(store, staging.completeness_key(report_date), pa.concat_tables(completeness))
     details = {
         "run_id": run_id,
-        "rows": report.num_rows,
+        "rows": built.rows,
         "completeness": "partial" if gaps else "complete",
         "gaps": gaps,
         "sources": sources,
@@ -120,13 +123,12 @@ def stage_report(
 
 
 def _account_rows(
-    sources: dict[str, dict[str, Any]], report: pa.Table, report_rejected: Sequence[Rejected]
+    sources: dict[str, dict[str, Any]],
+    published: Mapping[str, int],
+    report_rejected: Sequence[Rejected],
 ) -> None:
     """Per source: delivered = published + dropped all-zero + quarantined, so no row is
     unaccounted for (the run line, `_status.json` and the metadata all say it)."""
-    published = {
-        row["values"]: row["counts"] for row in pc.value_counts(report.column("source")).to_pylist()
-    }
     late = Counter(r.source for r in report_rejected)
     for name, counts in sources.items():
         counts["published"] = published.get(name, 0)

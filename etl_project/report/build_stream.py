@@ -141,10 +141,18 @@ def _sort(
         names = ", ".join(_literal(s) for s in sorted(keep_zero_sources))
         keep += f" OR source IN ({names})"
     key = ", ".join(_quoted(n) for n in KEY_COLUMNS)
-    order = ", ".join(f"{_quoted(n)} ASC NULLS FIRST" for n in SORT_KEY)
+    same_key = " AND ".join(
+        f"r.{_quoted(n)} IS NOT DISTINCT FROM d.{_quoted(n)}" for n in KEY_COLUMNS
+    )
+    order = ", ".join(f"r.{_quoted(n)} ASC NULLS FIRST" for n in SORT_KEY)
+    selected = ", ".join(f"r.{_quoted(n)}" for n in BALANCES_SCHEMA.names)
+    # The repeated keys by an aggregate (it spills; a window over every row would not), joined
+    # back to the rows: most keys occur once and are not in `d` at all.
     query = (
-        f"SELECT {columns}, count(*) OVER (PARTITION BY {key}) AS {_COUNT} "
-        f"FROM ({parts}) WHERE {keep} ORDER BY {order}, _file, _row"
+        f"WITH rows AS (SELECT * FROM ({parts}) WHERE {keep}), "
+        f"d AS (SELECT {key}, count(*) AS n FROM rows GROUP BY ALL HAVING count(*) > 1) "
+        f"SELECT {selected}, coalesce(d.n, 1) AS {_COUNT} FROM rows r LEFT JOIN d ON {same_key} "
+        f"ORDER BY {order}, r._file, r._row"
     )
     con = duckdb.connect()
     try:

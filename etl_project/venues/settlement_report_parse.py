@@ -30,6 +30,7 @@ from etl_project.report.columns import (
 )
 from etl_project.venues.base import AccountStatus, ParsedSnapshot, Rejected
 from etl_project.venues.settlement_report_json import json_rows
+from etl_project.venues.settlement_report_lines import MAX_LINE_BYTES
 from etl_project.venues.settlement_report_text import TextRows, csv_rows, short
 
 KIND = "settlement_report"
@@ -69,7 +70,7 @@ def parse_csv_blocks(chunks: Iterable[bytes], source: str) -> Iterator[ParsedSna
     offset = 0
     block: bytes | None = first
     while block is not None:
-        body = block if offset == 0 else header + block
+        body = block if block is first else header + block
         rows = csv_rows(body, source, offset)
         offset += rows.lines - 1
         yield _typed(rows, source)
@@ -83,7 +84,7 @@ _FIRST_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 def csv_blocks(chunks: Iterable[bytes], size: int = BLOCK_BYTES) -> Iterator[bytes]:
     """`chunks` re-cut into blocks of about `size` bytes that end at a line end outside any
-    quoted value (an even number of quotes before it), so no record is split."""
+    quoted value, so no record is split (see `_block_end`)."""
     pending = b""
     for chunk in chunks:
         pending += chunk
@@ -98,16 +99,30 @@ def csv_blocks(chunks: Iterable[bytes], size: int = BLOCK_BYTES) -> Iterator[byt
 
 
 def _block_end(data: bytes, size: int) -> int | None:
-    """Just past the last LF before `size` with an even number of quotes before it (or past
-    any LF when none is: a stray quote then costs that line, as in a whole-file read)."""
-    view = np.frombuffer(data, np.uint8, count=min(len(data), size))
+    """Just past the last safe line end before `size` (a line longer than `size`: the first
+    safe one after it); None: wait for more data.
+
+    A line end is safe when no line with an odd number of quotes starts in the
+    `MAX_LINE_BYTES` before it: the framing joins such a line only with a later one within
+    that distance (a quoted line break), so nothing can be joined across a safe cut, and a
+    stray quote costs at most `MAX_LINE_BYTES` of block, never the rest of the file."""
+    view = np.frombuffer(data, np.uint8)
     ends = np.flatnonzero(view == 10)
     if not len(ends):
         return None
+    starts = np.concatenate(([0], ends[:-1] + 1))
     quotes = np.flatnonzero(view == 34)
-    even = np.searchsorted(quotes, ends) % 2 == 0
-    good = ends[even] if even.any() else ends
-    return int(good[-1]) + 1
+    odd = starts[np.diff(np.searchsorted(quotes, ends), prepend=0) % 2 == 1]
+    if len(odd):
+        before = np.searchsorted(odd, ends, side="right")
+        last_odd = np.where(before > 0, odd[np.maximum(before - 1, 0)], -MAX_LINE_BYTES - 1)
+        safe = ends[ends - last_odd > MAX_LINE_BYTES]
+    else:  # the common case: no quote opens a line break anywhere
+        safe = ends
+    if not len(safe):
+        return None
+    within = safe[safe < size]
+    return int(within[-1] if len(within) else safe[0]) + 1
 
 
 def _typed(rows: TextRows, source: str) -> ParsedSnapshot:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
+import numpy as np
 import pyarrow as pa
 
 __all__ = ["body_chunks", "read_head", "response_metas", "responses"]
@@ -30,8 +31,11 @@ _CHUNK = 1 << 22
 _RESPONSES = b', "responses": ['
 _BODY = b', "body": "'
 _BODY64 = b', "body_base64": "'
-#: The end of a JSON string: a quote after an even run of backslashes (none included).
-_STRING_END = re.compile(rb'(?<!\\)(?:\\\\)*"')
+_QUOTE, _BACKSLASH = 0x22, 0x5C
+#: The byte each two-byte escape `\\<code>` stands for, indexed by the code byte.
+_DECODE = np.arange(256, dtype=np.uint8)
+for _code, _char in {b"b": 8, b"f": 12, b"n": 10, b"r": 13, b"t": 9}.items():
+    _DECODE[_code[0]] = _char
 _ESCAPE = re.compile(rb'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})')
 _SIMPLE = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n",
            b"r": b"\r", b"t": b"\t"}  # fmt: skip
@@ -76,9 +80,9 @@ class _Reader:
     def string(self) -> Iterator[bytes]:
         """The rest of the JSON string the reader is inside, still escaped, chunk by chunk."""
         while True:
-            end = _STRING_END.search(self.buf)
+            end = _string_end(self.buf)
             if end is not None:
-                piece, self.buf = self.buf[: end.end() - 1], self.buf[end.end() :]
+                piece, self.buf = self.buf[:end], self.buf[end + 1 :]
                 yield piece
                 return
             keep = _open_escape(self.buf)
@@ -87,6 +91,31 @@ class _Reader:
                 yield piece
             if not self.fill():
                 raise ValueError("raw snapshot envelope: a body string does not end")
+
+
+def _string_end(buf: bytes) -> int | None:
+    """Offset of the `"` that ends the JSON string `buf` starts inside: the first quote after
+    an even run of backslashes. Quotes are found by numpy (a CSV may quote every field, each
+    escaped as one backslash and a quote); Python counts runs only where two backslashes
+    precede a quote (text holding a literal backslash right before a quote: rare)."""
+    data = np.frombuffer(buf, np.uint8)
+    quotes = np.flatnonzero(data == _QUOTE)
+    one = np.zeros(len(quotes), bool)  # a backslash right before the quote
+    one[quotes > 0] = data[quotes[quotes > 0] - 1] == _BACKSLASH
+    two = np.zeros(len(quotes), bool)  # and another before that
+    two[quotes > 1] = data[quotes[quotes > 1] - 2] == _BACKSLASH
+    two &= one
+    plain = quotes[~one]
+    end = int(plain[0]) if len(plain) else None
+    for at in quotes[two].tolist():
+        if end is not None and at > end:
+            break
+        start = at
+        while start > 0 and data[start - 1] == _BACKSLASH:
+            start -= 1
+        if (at - start) % 2 == 0:
+            return int(at)
+    return end
 
 
 def _open_escape(buf: bytes) -> int:
@@ -104,6 +133,16 @@ def _open_escape(buf: bytes) -> int:
 def _unescape(piece: bytes) -> bytes:
     if b"\\" not in piece:
         return piece
+    if b"\\\\" not in piece and b"\\u" not in piece:
+        # Every backslash starts a two-byte escape: drop the backslashes and map the byte after
+        # each through a table, vectorised (a report has an escape per line end and quote).
+        data = np.frombuffer(piece, np.uint8)
+        slashes = np.flatnonzero(data == _BACKSLASH)
+        out = data.copy()
+        out[slashes + 1] = _DECODE[data[slashes + 1]]
+        keep = np.ones(len(data), bool)
+        keep[slashes] = False
+        return out[keep].tobytes()
     return _ESCAPE.sub(_one, piece)
 
 

@@ -17,6 +17,8 @@ from etl_project.sinks.object_store import LocalObjectStore
 AT = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
 #: Every escape json.dumps writes, a multi-byte character, a backslash run at the very end.
 BODY = ('h1,h2\r\n"a ""q"" \\ b",\u00e9\u20ac\x1b\x00\t\n' * 50_000 + "\\\\\\").encode()
+#: Only two-byte escapes (the fast path): quotes, line ends, tab, backspace, form feed, slash.
+SIMPLE_BODY = ('"a","b / c"\r\n\b\f\t"d"\n' * 80_000).encode()
 
 
 def _snapshot(tmp_path: Path) -> raw.RawSnapshot:
@@ -55,6 +57,18 @@ def test_streamed_reading_equals_whole_reading(
     assert whole.responses[3].body == BODY
     with pytest.raises(IndexError):
         list(raw_stream.body_chunks(path, 4))
+
+
+@pytest.mark.parametrize("body", [SIMPLE_BODY, b'"', b"", b"x\\\\\"y"])
+def test_bodies_with_only_two_byte_escapes(
+    tmp_path: Path, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raw_stream, "_CHUNK", 1021)
+    snap = raw.RawSnapshot("s", "settlement_report", date(2026, 11, 30), AT)
+    snap.responses.append(RawResponse("READ", "/r.csv", 200, {}, body, "t"))
+    path = tmp_path / "s.json.gz"
+    path.write_bytes(snap.to_bytes())
+    assert b"".join(raw_stream.body_chunks(path, 0)) == body
 
 
 def test_a_file_backed_body_lands_the_same_envelope_as_an_in_memory_one(tmp_path: Path) -> None:

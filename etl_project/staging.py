@@ -60,9 +60,15 @@ def get_json(store: ObjectStore, key: str) -> dict[str, Any] | None:
     return doc
 
 
+#: Staged files are written once and read once or twice by this product: lz4 without
+#: dictionaries writes ~1.7x and reads ~4x faster than pyarrow's default (snappy with
+#: dictionaries) for a similar size (1M report rows: 0.64 s / 0.34 s, 73 MB).
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "lz4", "use_dictionary": False}
+
+
 def put_table(store: ObjectStore, key: str, table: pa.Table) -> None:
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, **PARQUET_OPTIONS)
     store.put(key, sink.getvalue(), content_type="application/vnd.apache.parquet")
 
 
@@ -82,7 +88,7 @@ def table_writer(store: ObjectStore, key: str, schema: pa.Schema) -> Iterator[pq
     becomes the object at `key` when the block succeeds (memory bounded by one batch)."""
     with (
         store.writing(key, "application/vnd.apache.parquet") as path,
-        pq.ParquetWriter(path, schema) as writer,
+        pq.ParquetWriter(path, schema, **PARQUET_OPTIONS) as writer,
     ):
         yield writer
 

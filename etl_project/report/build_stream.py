@@ -32,8 +32,9 @@ from etl_project.venues.base import Rejected
 
 #: Rows validated and written at once.
 BATCH_ROWS = 128 * 1024
-#: DuckDB's memory for the sort; beyond it DuckDB spills to its temp directory.
-MEMORY_LIMIT = "1GB"
+#: DuckDB's memory for the sort; beyond it DuckDB spills to its temp directory (sorting 1M
+#: report rows took 4.1 s with 1 GB, 4.5 s with 512 MB, 9.6 s with 256 MB).
+MEMORY_LIMIT = "512MB"
 
 _COUNT = "_key_rows"
 
@@ -160,7 +161,8 @@ def _sort(
         con.execute(f"SET temp_directory = {_literal(str(work / 'spill'))}")
         con.execute("SET preserve_insertion_order = true")
         con.execute(
-            f"COPY ({query}) TO {_literal(str(target))} (FORMAT parquet, ROW_GROUP_SIZE 131072)"
+            f"COPY ({query}) TO {_literal(str(target))} "
+            "(FORMAT parquet, ROW_GROUP_SIZE 131072, COMPRESSION lz4_raw)"
         )
     finally:
         con.close()

@@ -1,0 +1,1 @@
+"""Tests that render pages in headless Debian chromium (playwright, no downloaded browser)."""

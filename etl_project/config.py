@@ -12,7 +12,7 @@ import os
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,59 +21,24 @@ from urllib.parse import urlparse
 import yaml
 
 from etl_project.errors import ConfigError
+from etl_project.settings import Secret, SourceConfig, check_url, redact
+from etl_project.venues import connector_for
+
+__all__ = [
+    "AppConfig",
+    "ReportSettings",
+    "Secret",
+    "SourceConfig",
+    "check_url",
+    "load_config",
+    "read_layout",
+    "redact",
+]
 
 DEFAULT_STORAGE = "./data/lake"
 DEFAULT_WAREHOUSE = "duckdb:///./data/warehouse.duckdb"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-class Secret(str):
-    """A string that never shows itself in repr/str formatting of containers or logs.
-
-    `.reveal()` is the only way to the value; it is used where a header is built.
-    """
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def reveal(self) -> str:
-        return str.__str__(self)
-
-
-#: Characters a credential is made of: a secret is redacted only where it stands whole,
-#: between other characters, so `api_key: k` never turns `kraken_x` into `***ra***en_x`.
-_BEFORE = r"A-Za-z0-9_\-+~"  # not `=` (`key=…`) nor `/` (a path segment can be a token)
-_AFTER = _BEFORE + "="  # base64 padding belongs to a longer token
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every whole secret value in a text (exception messages, URLs) by `***`."""
-    for value in sorted((v for v in secrets if v), key=len, reverse=True):
-        pattern = rf"(?<![{_BEFORE}]){re.escape(value)}(?![{_AFTER}])"
-        text = re.sub(pattern, "***", text)
-    return text
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """One configured source: common fields plus the venue's validated settings."""
-
-    name: str
-    kind: str
-    settings: Any
-    account_group: str = "Default"
-    keep_zero_rows: bool = False
-    system_accounts: frozenset[str] = frozenset()
-    main_types: Mapping[str, str] = field(default_factory=dict)
-
-    def secrets(self) -> list[str]:
-        """Every secret value of this source, for redaction."""
-        return [
-            getattr(self.settings, f.name).reveal()
-            for f in dataclasses.fields(self.settings)
-            if isinstance(getattr(self.settings, f.name), Secret)
-        ]
 
 
 @dataclass(frozen=True)
@@ -124,17 +89,7 @@ def substitute_env(text: str, env: Mapping[str, str], where: str) -> str:
     return _VAR.sub(lambda m: env[m.group(1)], text)
 
 
-def check_url(value: str, where: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    """Validate an absolute URL with one of `schemes` and a host; return it without trailing /."""
-    parsed = urlparse(value)
-    if parsed.scheme not in schemes or not parsed.netloc:
-        raise ConfigError(f"{where}: {value!r} is not a valid {'/'.join(schemes)} URL")
-    return value.rstrip("/")
-
-
 def _settings(kind: str, raw: Mapping[str, Any], where: str) -> Any:
-    from etl_project.venues import connector_for  # local: venues import config
-
     settings_type = connector_for(kind, where).settings_type
     fields = {f.name: f for f in dataclasses.fields(settings_type)}
     hints = typing.get_type_hints(settings_type)
@@ -326,8 +281,6 @@ def read_layout(path: str | os.PathLike[str]) -> Layout:
     data = _parse_yaml(text, where)
     if not isinstance(data, Mapping) or not isinstance(data.get("sources"), list):
         raise ConfigError(f"{where}: 'sources' must be a non-empty list")
-    from etl_project.venues import connector_for
-
     layouts: list[SourceLayout] = []
     for i, raw in enumerate(data["sources"]):
         name, kind = str(raw.get("name") or ""), str(raw.get("kind") or "")

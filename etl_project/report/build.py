@@ -20,10 +20,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl_project.model import Rejected
 from etl_project.report.build_stream import build_report_stream
 from etl_project.report.columns import BALANCES_SCHEMA, REPORT_SCHEMA
 from etl_project.report.validate import SchemaViolation
-from etl_project.venues.base import Rejected
 
 _STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
 

@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from etl_project.model import Rejected
 from etl_project.report.columns import AMOUNT_COLUMNS, BALANCES_SCHEMA, REPORT_SCHEMA, SORT_KEY
 from etl_project.report.lineage import with_lineage
 from etl_project.report.schema import KEY_COLUMNS, ReportModel
 from etl_project.report.validate import split_valid_at
-from etl_project.venues.base import Rejected
 
 #: Rows validated and written at once.
 BATCH_ROWS = 128 * 1024

@@ -29,9 +29,9 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from etl_project.errors import EtlError
+from etl_project.model import Rejected
 from etl_project.report.schema import CHECK_UNIQUE_KEY, KEY_COLUMNS
 from etl_project.report.serialise import amount_text
-from etl_project.venues.base import Rejected
 
 #: pandera's names of the structural (frame-level) checks.
 _MISSING = "column_in_dataframe"

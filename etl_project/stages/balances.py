@@ -11,6 +11,7 @@ import pyarrow as pa
 from etl_project import staging
 from etl_project.config import SourceConfig, redact
 from etl_project.errors import EtlError
+from etl_project.model import AccountStatus, Rejected
 from etl_project.report.columns import BALANCES_SCHEMA
 from etl_project.report.schema import BalancesModel
 from etl_project.report.validate import split_valid
@@ -18,7 +19,6 @@ from etl_project.sinks.object_store import ObjectStore
 from etl_project.stages.completeness import accounts_table
 from etl_project.stages.outcome import StageOutcome, manifest
 from etl_project.venues import connector_for
-from etl_project.venues.base import AccountStatus, Rejected
 
 
 def stage_balances(source: SourceConfig, store: ObjectStore, report_date: date) -> StageOutcome:

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl_project.config import SourceConfig
+from etl_project.model import AccountStatus
 from etl_project.sinks.account_registry import ExpectedAccount
-from etl_project.venues.base import AccountStatus
 
 ACCOUNTS_SCHEMA = pa.schema(
     [

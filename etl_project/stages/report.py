@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from etl_project import staging
 from etl_project.config import AppConfig
 from etl_project.errors import SnapshotMissing
+from etl_project.model import Rejected
 from etl_project.report.build_stream import build_report_stream
 from etl_project.report.columns import REPORT_SCHEMA
 from etl_project.sinks.account_registry import ExpectedAccount
@@ -30,7 +31,6 @@ from etl_project.stages.completeness import (
     source_completeness,
 )
 from etl_project.stages.outcome import StageOutcome, manifest
-from etl_project.venues.base import Rejected
 
 
 def stage_report(

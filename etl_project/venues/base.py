@@ -9,8 +9,7 @@ A connector has two halves kept apart on purpose:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from etl_project.config import SourceConfig
 from etl_project.http import HttpClient
+from etl_project.model import AccountStatus, Balance, ParsedSnapshot, Rejected
 from etl_project.raw import RawSnapshot
 from etl_project.report.columns import (
     AMOUNT_COLUMNS,
@@ -28,59 +27,19 @@ from etl_project.report.columns import (
     REPORT_COLUMNS,
     TRACE_COLUMNS,
 )
+from etl_project.settings import SourceConfig
+
+__all__ = [
+    "AccountStatus",
+    "Balance",
+    "Connector",
+    "ParsedSnapshot",
+    "Rejected",
+    "amount_problem",
+    "balances_table",
+]
 
 _MAX_INTEGER_DIGITS = 38 - AMOUNT_SCALE
-
-
-@dataclass(frozen=True)
-class Balance:
-    """One (account wallet, currency) balance as a venue gave it, before report defaults.
-
-    `amounts` holds only the report amount columns the venue fills; all others are 0.
-    """
-
-    user_uuid: str
-    account_uuid: str
-    account_group_uuid: str
-    account_group: str
-    user: str
-    email: str | None
-    sub_main_type: str
-    ccy: str
-    venue_account_id: str
-    wallet: str
-    amounts: Mapping[str, Decimal]
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A record that cannot go into the report, with the reason; lands in quarantine."""
-
-    source: str
-    check: str
-    reason: str
-    record: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class AccountStatus:
-    """Completeness of one venue account in one snapshot (expected/received/failed)."""
-
-    account_id: str
-    status: str  # received | failed
-    reason: str | None = None
-    #: The venue's display name of the account (e.g. `okx-desk`), where the venue gives one.
-    name: str | None = None
-
-
-@dataclass
-class ParsedSnapshot:
-    """What `parse` returns: balances as Arrow (BALANCES_SCHEMA), rejects, completeness."""
-
-    balances: pa.Table
-    rejected: list[Rejected] = field(default_factory=list)
-    accounts: list[AccountStatus] = field(default_factory=list)
-    extra_tables: dict[str, pa.Table] = field(default_factory=dict)
 
 
 class Connector(ABC):

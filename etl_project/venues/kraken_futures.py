@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from etl_project.config import Secret, SourceConfig, check_url
 from etl_project.errors import (
     ConfigError,
     MalformedResponse,
@@ -37,6 +36,7 @@ from etl_project.raw import RawSnapshot
 
 # A module import: `report.validate` imports `venues.base`, which loads every connector.
 from etl_project.report import validate as report_validate
+from etl_project.settings import Secret, SourceConfig, check_url
 from etl_project.venues.base import Connector, ParsedSnapshot, balances_table
 from etl_project.venues.kraken_futures_auth import NonceSource, authent, endpoint_path
 from etl_project.venues.kraken_futures_parse import map_subaccounts

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Any
 
-from etl_project.config import SourceConfig
 from etl_project.errors import MalformedResponse
 from etl_project.http import json_kind
 from etl_project.identity import derived_uuid, normalise_ccy
+from etl_project.settings import SourceConfig
 from etl_project.venues import json_values as js
 from etl_project.venues.base import AccountStatus, Balance, Rejected
 

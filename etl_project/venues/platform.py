@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from etl_project.config import Secret, SourceConfig, check_url, redact
 from etl_project.errors import (
     ConfigError,
     MalformedResponse,
@@ -39,6 +38,7 @@ from etl_project.raw import RawSnapshot
 
 # A module import: `report.validate` imports `venues.base`, which loads every connector.
 from etl_project.report import validate as report_validate
+from etl_project.settings import Secret, SourceConfig, check_url, redact
 from etl_project.venues.base import Connector, ParsedSnapshot, balances_table
 from etl_project.venues.platform_mapping import map_accounts
 from etl_project.venues.platform_redact import RedactingRecorder

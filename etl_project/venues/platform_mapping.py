@@ -25,9 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from etl_project.config import SourceConfig
 from etl_project.http import json_kind
 from etl_project.identity import derived_uuid, normalise_ccy
+from etl_project.settings import SourceConfig
 from etl_project.venues.base import AccountStatus, Balance, Rejected, amount_problem
 from etl_project.venues.json_values import CHECK_VALUE
 from etl_project.venues.platform_shapes import (

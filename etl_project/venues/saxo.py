@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
-from etl_project.config import Secret, SourceConfig, check_url
 from etl_project.errors import (
     ConfigError,
     FinalVenueError,
@@ -35,6 +34,7 @@ from etl_project.errors import (
 )
 from etl_project.http import HttpClient, RawResponse, parse_json
 from etl_project.raw import RawSnapshot
+from etl_project.settings import Secret, SourceConfig, check_url
 from etl_project.venues.base import Connector, ParsedSnapshot
 from etl_project.venues.saxo_auth import TokenProvider, default_token_url
 from etl_project.venues.saxo_limits import SlidingWindowLimiter

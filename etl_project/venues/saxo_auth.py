@@ -29,7 +29,6 @@ from urllib.parse import urlparse
 
 import requests
 
-from etl_project.config import Secret
 from etl_project.errors import MalformedResponse, SourceTimeout, VenueAuthError, VenueUnavailable
 from etl_project.http import (
     MIN_ATTEMPT_SECONDS,
@@ -39,6 +38,7 @@ from etl_project.http import (
     _failure,
     retry_after_seconds,
 )
+from etl_project.settings import Secret
 
 __all__ = ["LIVE_TOKEN_URL", "SIM_TOKEN_URL", "TokenProvider", "default_token_url"]
 

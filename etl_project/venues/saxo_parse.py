@@ -19,7 +19,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from etl_project.config import SourceConfig
 from etl_project.errors import (
     MalformedResponse,
     VenueError,
@@ -31,6 +30,7 @@ from etl_project.raw import RawSnapshot
 
 # A module import: `report.validate` imports `venues.base`, which loads every connector.
 from etl_project.report import validate as report_validate
+from etl_project.settings import SourceConfig
 from etl_project.venues import json_values as js
 from etl_project.venues.base import (
     AccountStatus,

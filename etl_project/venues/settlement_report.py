@@ -53,7 +53,6 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from etl_project import raw_stream
-from etl_project.config import Secret, SourceConfig
 from etl_project.errors import (
     MalformedResponse,
     VenueAuthError,
@@ -62,6 +61,7 @@ from etl_project.errors import (
 )
 from etl_project.http import HttpClient, RawResponse
 from etl_project.raw import RawSnapshot
+from etl_project.settings import Secret, SourceConfig
 from etl_project.venues.base import Connector, ParsedSnapshot
 from etl_project.venues.settlement_report_hosts import (
     LocationRefused,

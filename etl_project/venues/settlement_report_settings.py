@@ -8,8 +8,8 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from etl_project.config import Secret
 from etl_project.errors import ConfigError
+from etl_project.settings import Secret
 from etl_project.venues.settlement_report_hosts import host_problem
 from etl_project.venues.settlement_report_parse import FORMATS
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from etl_project.report.day_page_data import load_day_picture
-from etl_project.report.day_page_model import DayPicture, money_text
-from etl_project.report.day_page_write import write_day_page
+from etl_project.day_page.data import load_day_picture
+from etl_project.day_page.model import DayPicture, money_text
+from etl_project.day_page.write import write_day_page
 from tests.browser.conftest import OfflinePage
 from tests.day_page_sample import Account, realistic_accounts, realistic_warehouse
 

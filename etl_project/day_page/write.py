@@ -6,8 +6,8 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from etl_project.report.day_page import render_day_page
-from etl_project.report.day_page_data import load_day_picture
+from etl_project.day_page.data import load_day_picture
+from etl_project.day_page.render import render_day_page
 from etl_project.sinks.files import REPORT_PREFIX
 from etl_project.sinks.object_store import ObjectStore
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from html import escape
 
-from etl_project.report.day_page_model import PublishedDate, Series, money_text
+from etl_project.day_page.model import PublishedDate, Series, money_text
 
 WIDTH, HEIGHT = 360, 190
 LEFT, RIGHT, TOP, BOTTOM = 12, 12, 34, 30

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl_project.report.day_page_model import (
+from etl_project.day_page.model import (
     PUBLISHED,
     DayPicture,
     DayStatus,

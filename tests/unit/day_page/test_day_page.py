@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from etl_project.report.day_page import render_day_page
-from etl_project.report.day_page_data import load_day_picture
-from etl_project.report.day_page_model import money_text
-from etl_project.report.day_page_write import day_page_key, write_day_page
+from etl_project.day_page.data import load_day_picture
+from etl_project.day_page.model import money_text
+from etl_project.day_page.render import render_day_page
+from etl_project.day_page.write import day_page_key, write_day_page
 from etl_project.sinks.object_store import LocalObjectStore
 from etl_project.sinks.warehouse import Warehouse
 from tests.day_page_sample import Account, completeness_row, fail_date, html_tables, publish_day

@@ -15,10 +15,10 @@ from datetime import datetime
 from decimal import Decimal
 from html import escape
 
-from etl_project.report.day_page_data import SHOWN_ROWS, TOP_MOVEMENTS
-from etl_project.report.day_page_model import DayPicture, exact_sub, money_text
-from etl_project.report.day_page_style import STYLE
-from etl_project.report.day_page_svg import currency_charts
+from etl_project.day_page.data import SHOWN_ROWS, TOP_MOVEMENTS
+from etl_project.day_page.model import DayPicture, exact_sub, money_text
+from etl_project.day_page.style import STYLE
+from etl_project.day_page.svg import currency_charts
 
 Cell = str | int | Decimal | None
 

@@ -250,7 +250,7 @@ def main(argv: Sequence[str]) -> None:
     """Publish the realistic month into a temp folder, render its last day, screenshot it."""
     import tempfile
 
-    from etl_project.report.day_page_write import write_day_page
+    from etl_project.day_page.write import write_day_page
 
     png = Path(argv[0] if argv else "docs/images/day-page.png").resolve()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,13 +1,13 @@
-"""Venue connectors and their registry: a new venue is one module plus one line below."""
+"""Venue connectors and their registry: a new venue is its subpackage plus one line below."""
 
 from __future__ import annotations
 
 from etl_project.errors import ConfigError
 from etl_project.venues.base import Connector
-from etl_project.venues.kraken_futures import KrakenFuturesConnector
-from etl_project.venues.platform import PlatformConnector
-from etl_project.venues.saxo import SaxoConnector
-from etl_project.venues.settlement_report import SettlementReportConnector
+from etl_project.venues.kraken_futures.connector import KrakenFuturesConnector
+from etl_project.venues.platform.connector import PlatformConnector
+from etl_project.venues.saxo.connector import SaxoConnector
+from etl_project.venues.settlement_report.connector import SettlementReportConnector
 
 #: kind (as written in the config) -> connector class.
 CONNECTORS: dict[str, type[Connector]] = {

@@ -12,7 +12,7 @@ import pytest
 from etl_project.config import SourceConfig
 from etl_project.http import HttpClient
 from etl_project.raw import RawSnapshot, SnapshotRecorder
-from etl_project.venues.settlement_report import (
+from etl_project.venues.settlement_report.connector import (
     ReportNotFound,
     SettlementReportConnector,
     SettlementReportSettings,

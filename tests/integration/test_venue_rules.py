@@ -29,7 +29,7 @@ from etl_project.simulator.data import dumps
 from etl_project.simulator.platform import platform_venue
 from etl_project.sinks.files import quarantine_key
 from etl_project.sinks.object_store import open_store
-from etl_project.venues.platform import PlatformConnector
+from etl_project.venues.platform.connector import PlatformConnector
 from tests.integration.helpers import FIXTURES, expected_seed003_rows, write_config
 from tests.report_text import fmt_amount, report_rows
 

@@ -38,12 +38,12 @@ from etl_project.report.validate import split_valid
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
 from etl_project.simulator.data import dumps
 from etl_project.venues.base import AccountStatus
-from etl_project.venues.kraken_futures import (
+from etl_project.venues.kraken_futures.auth import NonceSource, authent, endpoint_path
+from etl_project.venues.kraken_futures.connector import (
     KrakenFuturesConnector,
     KrakenFuturesSettings,
     check_response,
 )
-from etl_project.venues.kraken_futures_auth import NonceSource, authent, endpoint_path
 from tests.report_text import fmt_amount, report_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

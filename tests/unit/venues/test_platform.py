@@ -34,13 +34,13 @@ from etl_project.report.validate import split_valid
 from etl_project.simulator.platform import platform_venue
 from etl_project.venues import connector_for
 from etl_project.venues.base import AccountStatus
-from etl_project.venues.platform import (
+from etl_project.venues.platform.connector import (
     POSITIONS_SCHEMA,
     PlatformConnector,
     PlatformSettings,
     check_response,
 )
-from etl_project.venues.platform_redact import WITHHELD, RedactingRecorder, redact_body
+from etl_project.venues.platform.redact import WITHHELD, RedactingRecorder, redact_body
 from tests.report_text import fmt_amount, report_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

@@ -34,15 +34,15 @@ from etl_project.simulator import saxo as sim_saxo
 from etl_project.simulator.data import dumps
 from etl_project.venues import connector_for
 from etl_project.venues.base import AccountStatus
-from etl_project.venues.saxo import SaxoConnector, SaxoSettings
-from etl_project.venues.saxo_auth import (
+from etl_project.venues.saxo.auth import (
     LIVE_TOKEN_URL,
     SIM_TOKEN_URL,
     TokenProvider,
     default_token_url,
 )
-from etl_project.venues.saxo_limits import SlidingWindowLimiter, exhausted_reset
-from etl_project.venues.saxo_parse import saxo_key
+from etl_project.venues.saxo.connector import SaxoConnector, SaxoSettings
+from etl_project.venues.saxo.limits import SlidingWindowLimiter, exhausted_reset
+from etl_project.venues.saxo.parse import saxo_key
 from tests.report_text import fmt_amount, report_rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

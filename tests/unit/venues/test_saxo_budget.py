@@ -21,9 +21,9 @@ from etl_project.http import Deadline, HttpClient, RawResponse, RetryPolicy
 from etl_project.raw import RawSnapshot, SnapshotRecorder
 from etl_project.simulator import Simulator, SimulatorConfig
 from etl_project.simulator import saxo as sim_saxo
-from etl_project.venues.saxo import SaxoConnector, SaxoSettings
-from etl_project.venues.saxo_auth import TokenProvider
-from etl_project.venues.saxo_limits import SlidingWindowLimiter
+from etl_project.venues.saxo.auth import TokenProvider
+from etl_project.venues.saxo.connector import SaxoConnector, SaxoSettings
+from etl_project.venues.saxo.limits import SlidingWindowLimiter
 
 SLACK = 0.75  # seconds allowed past the budget (thread start, socket close, a slow CI box)
 BALANCES = "https://gateway.saxobank.com/sim/openapi/port/v1/balances?AccountKey=acct-42"

@@ -29,37 +29,37 @@ from etl_project.stages.balances import stage_balances
 from etl_project.stages.snapshot import take_snapshot
 from etl_project.venues import connector_for
 from etl_project.venues.base import AccountStatus
-from etl_project.venues.settlement_report import (
+from etl_project.venues.settlement_report.connector import (
     LocationRefused,
     ReportFormatError,
     SettlementReportConnector,
 )
-from etl_project.venues.settlement_report_json import (
+from etl_project.venues.settlement_report.json_rows import (
     CHECK_COLUMNS,
     CHECK_JSON_SIZE,
     CHECK_JSON_SYNTAX,
     CHECK_JSON_TYPE,
     MAX_ELEMENT_CHARS,
 )
-from etl_project.venues.settlement_report_lines import (
+from etl_project.venues.settlement_report.lines import (
     CHECK_ENCODING,
     CHECK_LINE_LENGTH,
     CHECK_QUOTE,
     MAX_LINE_BYTES,
 )
-from etl_project.venues.settlement_report_parse import (
+from etl_project.venues.settlement_report.parse import (
     CHECK_BOOLEAN,
     CHECK_EXACT_DECIMAL,
     parse_report,
 )
-from etl_project.venues.settlement_report_read import READ_METHOD, ReportNotFound
-from etl_project.venues.settlement_report_settings import (
+from etl_project.venues.settlement_report.read import READ_METHOD, ReportNotFound
+from etl_project.venues.settlement_report.settings import (
     SettlementReportSettings,
     format_of,
     resolve_location,
     shown_location,
 )
-from etl_project.venues.settlement_report_text import CHECK_FIELD_COUNT
+from etl_project.venues.settlement_report.text import CHECK_FIELD_COUNT
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CSV_FIXTURE = FIXTURES / "settlement_report_seed000.csv"

@@ -15,8 +15,9 @@ from etl_project.http import HttpClient
 from etl_project.sinks.object_store import LocalObjectStore
 from etl_project.stages.balances import stage_balances
 from etl_project.stages.outcome import StageOutcome, manifest
-from etl_project.venues import settlement_report_parse as parse
-from etl_project.venues.settlement_report import SettlementReportConnector
+from etl_project.venues.settlement_report import parse
+from etl_project.venues.settlement_report import read as settlement_report_read
+from etl_project.venues.settlement_report.connector import SettlementReportConnector
 from tests.unit.venues.test_settlement_report import broken_csv, csv_raw_lines, make_source
 
 DAY = date(2026, 1, 2)
@@ -82,8 +83,6 @@ def test_the_balances_stage_streams_a_big_landed_report(
 ) -> None:
     """A report file over the on-disk threshold is landed from its file and staged block by
     block: the staged rows and rejects equal the whole-file parse."""
-    from etl_project.venues import settlement_report_read
-
     monkeypatch.setattr(settlement_report_read, "ON_DISK_BYTES", 0)
     monkeypatch.setattr(parse, "BLOCK_BYTES", 2000)
     body = _big_broken_csv()

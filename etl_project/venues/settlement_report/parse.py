@@ -29,9 +29,9 @@ from etl_project.report.columns import (
     REPORT_COLUMNS,
 )
 from etl_project.venues.base import AccountStatus, ParsedSnapshot, Rejected
-from etl_project.venues.settlement_report_json import json_rows
-from etl_project.venues.settlement_report_lines import MAX_LINE_BYTES
-from etl_project.venues.settlement_report_text import TextRows, csv_rows, short
+from etl_project.venues.settlement_report.json_rows import json_rows
+from etl_project.venues.settlement_report.lines import MAX_LINE_BYTES
+from etl_project.venues.settlement_report.text import TextRows, csv_rows, short
 
 KIND = "settlement_report"
 #: Report file formats, by config value and file extension.

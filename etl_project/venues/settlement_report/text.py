@@ -16,7 +16,7 @@ import pyarrow.csv as pcsv
 from etl_project.errors import FinalVenueError, MalformedResponse
 from etl_project.report.columns import REPORT_COLUMNS
 from etl_project.venues.base import Rejected
-from etl_project.venues.settlement_report_lines import line_text, split_lines
+from etl_project.venues.settlement_report.lines import line_text, split_lines
 
 __all__ = [
     "CHECK_FIELD_COUNT",

@@ -36,16 +36,16 @@ from etl_project.http import HttpClient, RawResponse, parse_json
 from etl_project.raw import RawSnapshot
 from etl_project.settings import Secret, SourceConfig, check_url
 from etl_project.venues.base import Connector, ParsedSnapshot
-from etl_project.venues.saxo_auth import TokenProvider, default_token_url
-from etl_project.venues.saxo_limits import SlidingWindowLimiter
-from etl_project.venues.saxo_listing import (
+from etl_project.venues.saxo.auth import TokenProvider, default_token_url
+from etl_project.venues.saxo.limits import SlidingWindowLimiter
+from etl_project.venues.saxo.paging import (
     ACCOUNTS_PATH,
     Listed,
     SaxoAccount,
     merge_accounts,
     page_accounts,
 )
-from etl_project.venues.saxo_parse import (
+from etl_project.venues.saxo.parse import (
     BALANCES_PATH,
     failure_reason,
     map_snapshot,

@@ -39,7 +39,7 @@ from etl_project.venues.base import (
     Rejected,
     balances_table,
 )
-from etl_project.venues.saxo_listing import (
+from etl_project.venues.saxo.paging import (
     ACCOUNTS_PATH,
     BrokenAccount,
     Listed,

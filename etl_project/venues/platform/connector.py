@@ -40,9 +40,9 @@ from etl_project.raw import RawSnapshot
 from etl_project.report import validate as report_validate
 from etl_project.settings import Secret, SourceConfig, check_url, redact
 from etl_project.venues.base import Connector, ParsedSnapshot, balances_table
-from etl_project.venues.platform_mapping import map_accounts
-from etl_project.venues.platform_redact import RedactingRecorder
-from etl_project.venues.platform_shapes import (
+from etl_project.venues.platform.mapping import map_accounts
+from etl_project.venues.platform.redact import RedactingRecorder
+from etl_project.venues.platform.shapes import (
     POSITIONS_SCHEMA,
     ListedAccount,
     cached_lists,

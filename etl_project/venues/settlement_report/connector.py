@@ -63,26 +63,26 @@ from etl_project.http import HttpClient, RawResponse
 from etl_project.raw import RawSnapshot
 from etl_project.settings import Secret, SourceConfig
 from etl_project.venues.base import Connector, ParsedSnapshot
-from etl_project.venues.settlement_report_hosts import (
+from etl_project.venues.settlement_report.hosts import (
     LocationRefused,
     guarded_adapter,
     resolve_or_fail,
 )
-from etl_project.venues.settlement_report_json import check_json
-from etl_project.venues.settlement_report_parse import KIND, parse_csv_blocks, parse_report
-from etl_project.venues.settlement_report_read import (
+from etl_project.venues.settlement_report.json_rows import check_json
+from etl_project.venues.settlement_report.parse import KIND, parse_csv_blocks, parse_report
+from etl_project.venues.settlement_report.read import (
     ReportNotFound,
     read_path,
     read_s3,
     s3_client,
 )
-from etl_project.venues.settlement_report_settings import (
+from etl_project.venues.settlement_report.settings import (
     DATE_PLACEHOLDER,
     SettlementReportSettings,
     location_scheme,
     shown_location,
 )
-from etl_project.venues.settlement_report_text import (
+from etl_project.venues.settlement_report.text import (
     ReportFormatError,
     check_header,
     csv_header,

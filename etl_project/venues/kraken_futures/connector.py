@@ -38,8 +38,8 @@ from etl_project.raw import RawSnapshot
 from etl_project.report import validate as report_validate
 from etl_project.settings import Secret, SourceConfig, check_url
 from etl_project.venues.base import Connector, ParsedSnapshot, balances_table
-from etl_project.venues.kraken_futures_auth import NonceSource, authent, endpoint_path
-from etl_project.venues.kraken_futures_parse import map_subaccounts
+from etl_project.venues.kraken_futures.auth import NonceSource, authent, endpoint_path
+from etl_project.venues.kraken_futures.parse import map_subaccounts
 
 __all__ = [
     "AUTH_ERRORS",

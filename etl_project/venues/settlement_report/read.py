@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from etl_project.errors import VenueAuthError, VenueRateLimited, VenueUnavailable
 from etl_project.http import RawResponse
-from etl_project.venues.settlement_report_settings import SettlementReportSettings
+from etl_project.venues.settlement_report.settings import SettlementReportSettings
 
 __all__ = ["READ_METHOD", "ReportNotFound", "read_path", "read_s3", "s3_client"]
 

@@ -30,7 +30,7 @@ from etl_project.identity import derived_uuid, normalise_ccy
 from etl_project.settings import SourceConfig
 from etl_project.venues.base import AccountStatus, Balance, Rejected, amount_problem
 from etl_project.venues.json_values import CHECK_VALUE
-from etl_project.venues.platform_shapes import (
+from etl_project.venues.platform.shapes import (
     ASSET_KEYS,
     POSITION_AMOUNTS,
     POSITIONS_SCHEMA,

@@ -10,8 +10,8 @@ from urllib.parse import urlparse, urlunparse
 
 from etl_project.errors import ConfigError
 from etl_project.settings import Secret
-from etl_project.venues.settlement_report_hosts import host_problem
-from etl_project.venues.settlement_report_parse import FORMATS
+from etl_project.venues.settlement_report.hosts import host_problem
+from etl_project.venues.settlement_report.parse import FORMATS
 
 __all__ = [
     "DATE_PLACEHOLDER",

@@ -24,8 +24,8 @@ from etl_project.errors import MalformedResponse
 from etl_project.http import json_kind
 from etl_project.report.columns import AMOUNT_COLUMNS, BOOL_COLUMNS, REPORT_COLUMNS
 from etl_project.venues.base import Rejected
-from etl_project.venues.settlement_report_lines import MAX_LINE_BYTES
-from etl_project.venues.settlement_report_text import ReportFormatError, TextRows, short
+from etl_project.venues.settlement_report.lines import MAX_LINE_BYTES
+from etl_project.venues.settlement_report.text import ReportFormatError, TextRows, short
 
 __all__ = [
     "CHECK_COLUMNS",

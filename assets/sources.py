@@ -1,4 +1,4 @@
-"""Per-source assets: `<source>/raw_snapshot` -> `<source>/balances`.
+"""Per-source assets: `<source>__raw_snapshot` -> `<source>__balances`.
 
 One pair of assets per configured source, so a venue outage fails (and retries) only its own
 assets: the other sources' snapshots still materialise, and the report names the gap. The
@@ -62,12 +62,19 @@ def first_attempt_start(context: dg.AssetExecutionContext) -> float | None:
     return record.start_time if record is not None else None
 
 
+#: Between a source's name and its stage in an asset key. The Dagster UI labels a graph node
+#: with the key's LAST path component only, so `[source, "raw_snapshot"]` showed as
+#: "raw_snapshot" on every source's node. A one-component key carries the source into the label,
+#: and is what the step key (and so the CLI's failure line) already was: `<source>__raw_snapshot`.
+KEY_SEPARATOR = "__"
+
+
 def snapshot_key(source: str) -> dg.AssetKey:
-    return dg.AssetKey([source, "raw_snapshot"])
+    return dg.AssetKey(f"{source}{KEY_SEPARATOR}raw_snapshot")
 
 
 def balances_key(source: str) -> dg.AssetKey:
-    return dg.AssetKey([source, "balances"])
+    return dg.AssetKey(f"{source}{KEY_SEPARATOR}balances")
 
 
 def source_assets(

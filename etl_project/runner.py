@@ -3,7 +3,9 @@
 Dagster is imported inside the function so the core package imports without it; the job run
 here is the very job the schedule and the UI launch. Its steps run in threads of this process
 (`assets.threaded_executor.execute_concurrently`): the sources are fetched at the same time, each
-venue within its own limits, so the run takes as long as its slowest source, not their sum.
+venue within its own limits, so the run takes as long as its slowest source, not their sum. Runs
+launched by the UI, the schedule or a backfill use the same executor in their one run worker
+(the code location's default executor), so they cost one process start, not one per step.
 """
 
 from __future__ import annotations

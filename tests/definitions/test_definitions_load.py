@@ -3,14 +3,15 @@ and the alert sensor evaluate as the daemon evaluates them."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from assets.alerting import FAILURE_SENSOR_NAME
-from assets.definitions import FRESHNESS_JOB_NAME, JOB_NAME, build_definitions
+from assets.alerting import ASSET_GRAPH_JOB, FAILURE_SENSOR_NAME
+from assets.definitions import DEFAULT_CONFIG, FRESHNESS_JOB_NAME, JOB_NAME, build_definitions
 from assets.schedules import FRESHNESS_SCHEDULE_NAME
 from etl_project.errors import ConfigError
 from tests.conftest import Receiver
@@ -27,7 +28,7 @@ def test_workspace_module_loads_demo_config() -> None:
     keys = {node.key.to_user_string() for node in defs.resolve_asset_graph().asset_nodes}
     sources = ["kraken_demo", "saxo_demo", "platform_demo", "settlement_platform_demo"]
     assert keys == {
-        *(f"{s}/{stage}" for s in sources for stage in ("raw_snapshot", "balances")),
+        *(f"{s}__{stage}" for s in sources for stage in ("raw_snapshot", "balances")),
         "settlement_balance_report",
         "settlement_balance_files",
         "settlement_balance_warehouse",
@@ -38,7 +39,7 @@ def test_workspace_module_loads_demo_config() -> None:
         for key in defs.resolve_asset_graph().asset_check_keys
     }
     assert checks == {
-        *((f"{s}/balances", "source_delivered") for s in sources),
+        *((f"{s}__balances", "source_delivered") for s in sources),
         ("settlement_balance_report", "report_schema"),
         ("settlement_balance_report", "completeness"),
         ("settlement_balance_warehouse", "movement"),
@@ -89,9 +90,20 @@ def test_freshness_schedule_runs_the_freshness_job_at_the_deadline() -> None:
     assert requests[0].partition_key is None
 
 
-def test_failure_sensor_posts_a_failed_runs_reason(tmp_path: Path, webhook: Receiver) -> None:
+@pytest.mark.parametrize(
+    ("job_name", "shown"),
+    [
+        (JOB_NAME, JOB_NAME),
+        # Launched from the asset graph: Dagster names the run after its implicit asset job.
+        (ASSET_GRAPH_JOB, f"{ASSET_GRAPH_JOB} (assets materialised from the asset graph)"),
+    ],
+)
+def test_failure_sensor_posts_a_failed_runs_reason(
+    tmp_path: Path, webhook: Receiver, job_name: str, shown: str
+) -> None:
     """The sensor as the daemon runs it: a tick sets the cursor, a run fails, the next tick
-    posts the failed step's one-line reason to the webhook."""
+    posts the run's job and the failed step's one-line reason to the webhook. Every job of the
+    location is watched, runs launched from the asset graph (`__ASSET_JOB`) included."""
     path = tmp_path / "c.yaml"
     path.write_text(
         f"storage: {tmp_path / 'lake'}\n"
@@ -103,12 +115,17 @@ def test_failure_sensor_posts_a_failed_runs_reason(tmp_path: Path, webhook: Rece
     )
     defs = build_definitions(path)
     sensor = defs.resolve_sensor_def(FAILURE_SENSOR_NAME)
+    job = defs.get_repository_def().get_job(job_name)
+    assets = list(defs.resolve_asset_graph().materializable_asset_keys)
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(
             dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
         )
-        run = defs.resolve_job_def(JOB_NAME).execute_in_process(
-            partition_key="2026-02-01", instance=instance, raise_on_error=False
+        run = job.execute_in_process(
+            partition_key="2026-02-01",
+            instance=instance,
+            raise_on_error=False,
+            asset_selection=assets if job_name == ASSET_GRAPH_JOB else None,
         )
         assert not run.success
         assert webhook.posts == []
@@ -121,10 +138,31 @@ def test_failure_sensor_posts_a_failed_runs_reason(tmp_path: Path, webhook: Rece
             )
         )
     assert webhook.texts() == [
-        f":rotating_light: Run failed: {JOB_NAME} for 2026-02-01 (run {run.run_id})\n"
+        f":rotating_light: Run failed: {shown} for 2026-02-01 (run {run.run_id})\n"
         "• settlement_balance_report: no source produced balances: kraken_main: no stored "
         "snapshot for 2026-02-01 and its live window closed at 2026-02-02T06:00:00+00:00"
     ]
+
+
+def test_every_job_runs_its_steps_in_the_run_process() -> None:
+    """The daily job, the freshness job and the asset graph's implicit job all execute their
+    steps in threads of the run worker (as the CLI does), never a process per step."""
+    import assets
+
+    jobs = assets.defs.get_repository_def().get_all_jobs()
+    assert {job.name for job in jobs} >= {JOB_NAME, FRESHNESS_JOB_NAME, ASSET_GRAPH_JOB}
+    assert {job.name: job.executor_def.name for job in jobs} == {
+        job.name: "threaded_in_process" for job in jobs
+    }
+
+
+def test_definitions_load_without_warnings() -> None:
+    """Loading the code location (the code server, each run worker, the daemon do) warns of
+    nothing: no preview or deprecation warning in every `dagster dev` log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_definitions(DEFAULT_CONFIG)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
 
 
 def test_workspace_yaml_points_at_the_code_location() -> None:

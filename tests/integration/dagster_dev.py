@@ -10,14 +10,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
 import requests
+
+from etl_project.cli import ui_command
 
 # Statuses of `PartitionBackfill.status` after which the daemon no longer touches a backfill.
 BACKFILL_TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
@@ -144,12 +145,22 @@ def _stop_group(process: subprocess.Popen[bytes], log: IO[bytes], grace: float =
 
 @contextmanager
 def dagster_dev(
-    *, workspace: Path, cwd: Path, port: int, env: Mapping[str, str], log_path: Path
+    *,
+    workspace: Path,
+    cwd: Path,
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    command: Sequence[str] | None = None,
 ) -> Iterator[DagsterDev]:
-    """Start `python -m dagster dev` (as `etl-balances ui` does); always stop its group."""
+    """Start `dagster dev` with the command line of `etl-balances ui` (or `command`, which
+    must serve the webserver on `port`); always stop its process group.
+
+    Run it in DAGSTER_HOME (`cwd`), as `etl-balances ui` does: from the repo, `dagster dev`
+    warns that the repo's dagster.yaml is not the instance's."""
     log: IO[bytes] = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-p", str(port)],
+        list(command) if command is not None else ui_command(workspace, port),
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.DEVNULL,

@@ -79,9 +79,9 @@ def test_venue_down_partial_report_names_the_reason_in_ui_and_webhook(
 
     # The other sources' snapshots materialised; Saxo's says why it has none.
     snapshots = {
-        e.asset_key.path[0]: e.materialization.metadata
+        e.asset_key.path[0].removesuffix("__raw_snapshot"): e.materialization.metadata
         for e in result.get_asset_materialization_events()
-        if e.asset_key.path[-1] == "raw_snapshot"
+        if e.asset_key.path[0].endswith("__raw_snapshot")
     }
     assert {s: md["status"].value for s, md in snapshots.items()} == {
         "kraken_demo": "ok",
@@ -119,10 +119,10 @@ def test_venue_down_partial_report_names_the_reason_in_ui_and_webhook(
     # In the warehouse, for BI: every check's verdict of the date.
     rows = check_rows(all_venues_config, TODAY)
     assert {k: v[0] for k, v in rows.items()} == {
-        ("kraken_demo/balances", "source_delivered"): True,
-        ("saxo_demo/balances", "source_delivered"): False,
-        ("platform_demo/balances", "source_delivered"): True,
-        ("settlement_platform_demo/balances", "source_delivered"): True,
+        ("kraken_demo__balances", "source_delivered"): True,
+        ("saxo_demo__balances", "source_delivered"): False,
+        ("platform_demo__balances", "source_delivered"): True,
+        ("settlement_platform_demo__balances", "source_delivered"): True,
         (REPORT, "report_schema"): True,
         (REPORT, "completeness"): False,
         ("settlement_balance_warehouse", "movement"): True,
@@ -149,7 +149,7 @@ def test_fail_mode_publishes_nothing_and_the_failure_sensor_posts_the_reason(
     store = open_store(load_config(config).storage)
     assert not store.exists(report_keys(TODAY)["csv"])  # fail mode: nothing published
     # The other sources' snapshots are stored even though the run failed.
-    assert instance.get_materialized_partitions(dg.AssetKey(["kraken_demo", "raw_snapshot"])) == {
+    assert instance.get_materialized_partitions(dg.AssetKey("kraken_demo__raw_snapshot")) == {
         TODAY.isoformat()
     }
     assert webhook.posts == []  # nothing published, no check ran: the sensor speaks

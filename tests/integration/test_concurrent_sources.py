@@ -184,7 +184,7 @@ def test_steps_of_one_venue_take_turns_while_other_venues_run_alongside(
     }
     for source in ("saxo_a", "saxo_b", "kraken_main"):
         for stage in ("raw_snapshot", "balances"):
-            assert status[f"{source}/{stage}"] == dg.TextMetadataValue("ok")
+            assert status[f"{source}__{stage}"] == dg.TextMetadataValue("ok")
 
 
 def test_a_failing_source_is_retried_and_fails_alone(sim: Simulator, tmp_path: Path) -> None:

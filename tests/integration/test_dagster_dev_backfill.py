@@ -42,14 +42,14 @@ SCHEDULE = "daily_settlement_report_schedule"
 REPORT = "settlement_balance_report"
 WAREHOUSE = "settlement_balance_warehouse"
 GRAPH_ASSETS = [
-    "kraken_main/raw_snapshot",
-    "kraken_main/balances",
+    "kraken_main__raw_snapshot",
+    "kraken_main__balances",
     REPORT,
     "settlement_balance_files",
     WAREHOUSE,
 ]
 CHECKS = {
-    ("kraken_main/balances", "source_delivered"),
+    ("kraken_main__balances", "source_delivered"),
     (REPORT, "report_schema"),
     (REPORT, "completeness"),
     (WAREHOUSE, "movement"),
@@ -205,7 +205,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             env.pop("ETL_ALERT_WEBHOOK_URL", None)  # never post real alerts from a test
             with dagster_dev(
                 workspace=REPO / "workspace.yaml",
-                cwd=REPO,
+                cwd=home,
                 port=free_port(),
                 env=env,
                 log_path=tmp / "dagster_dev.log",
@@ -240,8 +240,8 @@ def test_code_location_lists_graph_jobs_schedules_sensor_and_checks(stack: Stack
     repo = _definitions(stack)
     nodes = {_key(n["assetKey"]["path"]): n for n in repo["assetNodes"]}
     assert set(GRAPH_ASSETS) <= set(nodes), sorted(nodes)
-    assert [p["path"] for p in nodes["kraken_main/balances"]["dependencyKeys"]] == [
-        ["kraken_main", "raw_snapshot"]
+    assert [p["path"] for p in nodes["kraken_main__balances"]["dependencyKeys"]] == [
+        ["kraken_main__raw_snapshot"]
     ]
     for key in GRAPH_ASSETS:
         node = nodes[key]

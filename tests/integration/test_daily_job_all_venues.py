@@ -92,7 +92,7 @@ def test_four_venues_one_down(simulator, all_venues_config: Path, tmp_path: Path
     checks = [
         e
         for e in result.get_asset_check_evaluations()
-        if e.asset_key == dg.AssetKey(["saxo_demo", "balances"])
+        if e.asset_key == dg.AssetKey("saxo_demo__balances")
     ]
     assert len(checks) == 1 and not checks[0].passed
     assert "503" in str(checks[0].metadata["reason"].value)

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 
 from etl_project.errors import EtlError
+from etl_project.model import Rejected
 from etl_project.report.columns import AMOUNT_COLUMNS, BALANCES_SCHEMA, REPORT_SCHEMA
 from etl_project.report.schema import BalancesModel, ReportModel
 from etl_project.report.validate import SchemaViolation, quarantine_shadowed, split_valid
-from etl_project.model import Rejected
 
 
 def row(n: int, **changes: Any) -> dict[str, Any]:

@@ -188,10 +188,11 @@ def write_demo_config(workdir: Path, sim_url: str) -> Path:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from etl_project.config import load_config
+    from etl_project.report.batches import report_batches
     from etl_project.report.summary import markdown_table, totals_by
     from etl_project.simulator import Simulator, SimulatorConfig
     from etl_project.sinks.object_store import open_store
-    from etl_project.stages.report import staged_report
+    from etl_project.stages.report import staged_report_file
 
     sim_config = SimulatorConfig(seed=args.seed, kraken_subaccounts=args.kraken_subaccounts)
     for var, attr in DEMO_ENV.items():
@@ -207,14 +208,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_summary(summary)
     if summary.success:
         store = open_store(load_config(config_path).storage)
-        report, _ = staged_report(store, args.date)
+        with staged_report_file(store, args.date) as (parquet, _):
+            totals = totals_by(report_batches(parquet, ["Ccy", "Total"]), ["Ccy"])
         print("\nTotals per currency:")
-        print(markdown_table(totals_by(report, ["Ccy"])))
+        print(markdown_table(totals))
     return 0 if summary.success else 1
 
 
+#: `dagster dev` says it is superseded by `dg dev` (package dagster-dg-cli, and a `dg` project
+#: layout): this project runs `dagster dev` on purpose, so that notice is not shown.
+_DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded:FutureWarning"
+
+
+def ui_command(workspace: Path, port: int) -> list[str]:
+    """The `dagster dev` command line of `etl-balances ui` (tests start the very same)."""
+    return [
+        sys.executable,
+        "-W",
+        _DEV_SUPERSEDED,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(workspace),
+        "-p",
+        str(port),
+    ]
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Simulator on :8765 + `dagster dev` on the demo config, with this repo's dagster.yaml."""
+    """Simulator + `dagster dev` on the demo venues, with this repo's dagster.yaml.
+
+    `dagster dev` runs in DAGSTER_HOME, the folder whose dagster.yaml it uses: started from the
+    repo, it would warn that the repo's dagster.yaml (a template) is not used. Run workers
+    inherit that folder, so the demo config written here names its lake and warehouse by
+    absolute paths (`data/ui/` of the repo), and points at the simulator's actual port."""
     import shutil
     import subprocess
 
@@ -225,29 +253,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     for var, attr in DEMO_ENV.items():
         env.setdefault(var, getattr(sim_config, attr))
-    home = repo / ".dagster_home"
-    home.mkdir(exist_ok=True)
-    shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
-    env.setdefault("DAGSTER_HOME", str(home))
-    env.setdefault("ETL_CONFIG", str(repo / "config" / "demo.yaml"))
+    home = Path(env.get("DAGSTER_HOME") or repo / ".dagster_home").resolve()
+    env["DAGSTER_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    if home == repo / ".dagster_home" or not (home / "dagster.yaml").exists():
+        shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
     sim = Simulator(sim_config)
     sim.start()
-    print(f"simulator: {sim.url}; Dagster UI on http://127.0.0.1:{args.port}", flush=True)
     try:
-        return subprocess.call(
-            [
-                sys.executable,
-                "-m",
-                "dagster",
-                "dev",
-                "-w",
-                str(repo / "workspace.yaml"),
-                "-p",
-                str(args.port),
-            ],
-            cwd=repo,
-            env=env,
+        if env.get("ETL_CONFIG"):  # relative to here, not to DAGSTER_HOME
+            env["ETL_CONFIG"] = str(Path(env["ETL_CONFIG"]).resolve())
+        else:
+            env["ETL_CONFIG"] = str(write_demo_config(repo / "data" / "ui", sim.url))
+        print(
+            f"simulator: {sim.url}; config: {env['ETL_CONFIG']}; DAGSTER_HOME: {home}\n"
+            f"Dagster UI on http://127.0.0.1:{args.port}",
+            flush=True,
         )
+        process = subprocess.Popen(
+            ui_command(repo / "workspace.yaml", args.port), cwd=home, env=env
+        )
+        try:
+            return process.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached `dagster dev` too: let it shut down
+            return process.wait()
     finally:
         sim.stop()
 

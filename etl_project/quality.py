@@ -72,13 +72,18 @@ def _totals(table: pa.Table) -> pa.Table:
     )
 
 
+#: Below this threshold (percent) every pair is a candidate; above, floats narrow them with
+#: this relative safety margin (`_candidates`, and the warehouse's twin in `quality_runs`).
+FLOAT_NARROWING_MIN_PCT = 1e-6
+
+
 def _candidates(joined: pa.Table, threshold: float) -> pa.Table:
     """The joined pairs that may breach `threshold`, found vectorised in float64.
 
     Floats only narrow the search; `_breaches` decides exactly in Decimal. The float error
     (~1e-15 relative) is far inside the 1e-6 safety margin for any threshold >= 1e-6 %, so no
     breach is missed; below that every pair goes to the exact test."""
-    if threshold < 1e-6:
+    if threshold < FLOAT_NARROWING_MIN_PCT:
         return joined
     as_float = [
         pc.fill_null(pc.cast(joined.column(n), pa.float64(), safe=False), 0.0)
@@ -89,7 +94,8 @@ def _candidates(joined: pa.Table, threshold: float) -> pa.Table:
     maybe = pc.or_(
         pc.equal(before, 0.0),
         pc.greater_equal(
-            pc.multiply(delta, 100.0), pc.multiply(pc.abs(before), threshold * (1 - 1e-6))
+            pc.multiply(delta, 100.0),
+            pc.multiply(pc.abs(before), threshold * (1 - FLOAT_NARROWING_MIN_PCT)),
         ),
     )
     return joined.filter(maybe)
@@ -132,7 +138,7 @@ def movement(today: pa.Table, previous: pa.Table | None, threshold_pct: float) -
     since the previous report; a pair missing on one side counts as 0 there."""
     threshold = _threshold(threshold_pct)
     if previous is None:
-        return CheckOutcome(True, "no previous report to compare with", {"breaches": 0})
+        return movement_verdict(None, 0, threshold_pct)
     joined = _totals(today).join(
         _totals(previous),
         keys=["account", "ccy"],
@@ -142,6 +148,19 @@ def movement(today: pa.Table, previous: pa.Table | None, threshold_pct: float) -
         coalesce_keys=True,
     )
     candidates = _candidates(joined, float(threshold))
+    return movement_verdict(candidates, joined.num_rows, threshold_pct)
+
+
+def movement_verdict(candidates: pa.Table | None, pairs: int, threshold_pct: float) -> CheckOutcome:
+    """The movement check's verdict from the pairs that may breach (`account, ccy, total_t,
+    total_p`: a superset of the breaches, e.g. narrowed in floats) out of `pairs` compared,
+    decided exactly in Decimal; `candidates` None: there is no previous report.
+
+    Why apart from `movement`: the warehouse can join two days' totals and narrow them itself
+    (`quality_runs.movement`), so only the candidates, not millions of pairs, reach Python."""
+    threshold = _threshold(threshold_pct)
+    if candidates is None:
+        return CheckOutcome(True, "no previous report to compare with", {"breaches": 0})
     rows: list[tuple[Decimal | None, Decimal, tuple[str, str], Decimal, Decimal]] = []
     for a, c, t_raw, p_raw in zip(
         *(candidates.column(n).to_pylist() for n in ("account", "ccy", "total_t", "total_p")),
@@ -152,7 +171,6 @@ def movement(today: pa.Table, previous: pa.Table | None, threshold_pct: float) -
             delta = _EXACT.subtract(t, p)
             pct = None if p.is_zero() else _percent(delta, p.copy_abs())
             rows.append((pct, delta.copy_abs(), (str(a), str(c)), p, t))
-    pairs = joined.num_rows
     # Largest relative change first; a pair new since the previous report (no % change) tops.
     rows.sort(
         key=lambda r: (r[0] is not None, _magnitude(r[0]).copy_negate(), r[1].copy_negate(), r[2])

@@ -2,26 +2,33 @@
 
 `reports/settlement_balance/date=<D>/settlement_balance_<D>.{csv,json,parquet}` and
 `quarantine/settlement_balance/date=<D>/quarantine_<D>.json`. Keys are fixed per report date,
-so a re-run replaces the previous run's files; each `put` is atomic.
+so a re-run replaces the previous run's files; each file appears atomically.
+
+The report files are written from a stream of record batches, read once for all three files,
+each into a local file that the store moves or uploads into place (`ObjectStore.writing`): a
+report of millions of rows is never one table nor one `bytes` in memory.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from datetime import date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
 
-from etl_project.report.serialise import to_csv, to_json, to_parquet
+from etl_project.model import Rejected
+from etl_project.report.batches import BATCH_ROWS
+from etl_project.report.serialise import write_report
 from etl_project.sinks.object_store import ObjectStore
-from etl_project.venues.base import Rejected
 
 REPORT_PREFIX = "reports/settlement_balance"
 QUARANTINE_PREFIX = "quarantine/settlement_balance"
 
-_CONTENT_TYPES = {
+#: Content type of each report file format.
+CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json",
     "parquet": "application/vnd.apache.parquet",
@@ -31,22 +38,39 @@ _CONTENT_TYPES = {
 def report_keys(report_date: date) -> dict[str, str]:
     """Format -> object key of the report files of `report_date`."""
     d = report_date.isoformat()
-    return {fmt: f"{REPORT_PREFIX}/date={d}/settlement_balance_{d}.{fmt}" for fmt in _CONTENT_TYPES}
+    return {fmt: f"{REPORT_PREFIX}/date={d}/settlement_balance_{d}.{fmt}" for fmt in CONTENT_TYPES}
 
 
-def publish_report_files(store: ObjectStore, report: pa.Table, report_date: date) -> dict[str, str]:
-    """Write the CSV, JSON and Parquet of `report` for `report_date`; format -> URI.
+def write_report_files(
+    store: ObjectStore, report: pa.Table | pa.RecordBatchReader, keys: Mapping[str, str]
+) -> int:
+    """Write the report (a table, or a stream of record batches read once) as the files of
+    `keys` (format -> key, formats of `CONTENT_TYPES`); returns the rows written.
 
-    All three are serialised before the first write, so a serialisation error leaves the
-    previous files untouched.
-    """
-    payloads = {"csv": to_csv(report), "json": to_json(report), "parquet": to_parquet(report)}
+    Every file is written in full before the first one appears, in the order of `keys`: an
+    error while writing leaves every previous file untouched."""
+    with ExitStack() as placed:
+        paths = {  # entered last = placed first when the block ends: placed in `keys` order
+            fmt: placed.enter_context(store.writing(keys[fmt], CONTENT_TYPES[fmt]))
+            for fmt in reversed(list(keys))
+        }
+        with ExitStack() as files:
+            sinks = {fmt: files.enter_context(paths[fmt].open("w+b")) for fmt in keys}
+            batches = (
+                report.to_batches(max_chunksize=BATCH_ROWS)
+                if isinstance(report, pa.Table)
+                else report
+            )
+            return write_report(batches, report.schema, sinks)
+
+
+def publish_report_files(
+    store: ObjectStore, report: pa.Table | pa.RecordBatchReader, report_date: date
+) -> dict[str, str]:
+    """Write the CSV, JSON and Parquet of `report` for `report_date`; format -> URI."""
     keys = report_keys(report_date)
-    uris = {}
-    for fmt, data in payloads.items():
-        store.put(keys[fmt], data, content_type=_CONTENT_TYPES[fmt])
-        uris[fmt] = store.uri(keys[fmt])
-    return uris
+    write_report_files(store, report, keys)
+    return {fmt: store.uri(key) for fmt, key in keys.items()}
 
 
 def quarantine_key(report_date: date) -> str:

@@ -2,8 +2,9 @@
 
 `replace` deletes one report date (optionally one source) and bulk-loads Arrow rows in ONE
 transaction, so a rerun never duplicates and a failed load leaves the previous rows untouched.
-Bulk paths (perf-notes): DuckDB ingests the Arrow table directly (`INSERT … SELECT` from a
-registered view); PostgreSQL via psycopg 3 takes `COPY … FROM STDIN (FORMAT binary)` encoded
+Rows are an Arrow table or a stream of record batches, loaded a batch at a time. Bulk paths
+(perf-notes): DuckDB ingests the Arrow data directly (`INSERT … SELECT` from a registered
+table or stream); PostgreSQL via psycopg 3 takes `COPY … FROM STDIN (FORMAT binary)` encoded
 column-wise from the Arrow buffers; any other database gets `executemany` (see
 `warehouse_loaders`).
 Amounts stay exact decimals all the way: decimal128(38,20) in Arrow, NUMERIC(38,20) in the
@@ -13,65 +14,43 @@ database.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 
-from etl_project.report.columns import SQL_NAMES
 from etl_project.sinks import (  # noqa: F401  (registers their tables)
     account_registry,
     operational_tables,
     report_versions,
 )
+from etl_project.sinks.warehouse_duckdb import DUCKDB_MEMORY_LIMIT, duckdb_engine
 from etl_project.sinks.warehouse_loaders import (
     Loader,
+    Rows,
     load_duckdb,
     load_executemany,
     load_postgres_copy,
 )
+from etl_project.sinks.warehouse_rows import conformed, quarantine_rows, sql_named
 from etl_project.sinks.warehouse_tables import (
     METADATA,
     QUARANTINE_TABLE,
     REPORT_TABLE,
     arrow_schema,
     comment_queries,
-    conform,
     read_pg_csv,
-    record_json,
 )
 
 if TYPE_CHECKING:
-    from etl_project.venues.base import Rejected
+    from etl_project.model import Rejected
 
+__all__ = ["Warehouse", "advisory_key", "date_lock_key", "quarantine_rows", "sql_named"]
 _REPORT_ORDER = ("user_uuid", "account_uuid", "ccy")
-
-# One lock per DuckDB database file: DuckDB's optimistic concurrency would fail one of two
-# concurrent writers in this process, so they take turns instead (other processes are kept
-# out by DuckDB's file lock, which `_connect` waits for).
-_DUCKDB_LOCKS: dict[str, threading.RLock] = {}
-_DUCKDB_LOCKS_GUARD = threading.Lock()
-
-
-def quarantine_rows(rejected: Sequence[Rejected], run_id: str) -> pa.Table:
-    """Rejected records as rows of `settlement_balance_quarantine` (record as JSON text)."""
-    now = datetime.now(UTC)
-    return pa.table(
-        {
-            "source": pa.array([r.source for r in rejected], pa.string()),
-            "run_id": pa.array([run_id] * len(rejected), pa.string()),
-            "check_name": pa.array([r.check for r in rejected], pa.string()),
-            "reason": pa.array([r.reason for r in rejected], pa.string()),
-            "record": pa.array([record_json(r.record) for r in rejected], pa.string()),
-            "quarantined_at": pa.array([now] * len(rejected), pa.timestamp("us", tz="UTC")),
-        }
-    )
 
 
 def advisory_key(*parts: str) -> int:
@@ -88,28 +67,25 @@ def date_lock_key(report_date: date) -> int:
 class Warehouse:
     """Per-date replace/read of the warehouse tables behind one SQLAlchemy URL."""
 
-    def __init__(self, url: str, *, bulk: bool = True, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        bulk: bool = True,
+        lock_timeout: float = 60.0,
+        duckdb_memory_limit: str | None = DUCKDB_MEMORY_LIMIT,
+    ) -> None:
         """`bulk=False` forces the portable `executemany` path; `lock_timeout` is how long to
-        wait for another process holding a DuckDB file."""
+        wait for another process holding a DuckDB file; `duckdb_memory_limit` bounds what a
+        DuckDB warehouse caches (see `warehouse_duckdb`; None: DuckDB's own default)."""
         self.url = sa.make_url(url)
         self.dialect = self.url.get_backend_name()
         self.lock_timeout = lock_timeout
         self._lock: AbstractContextManager[Any] = nullcontext()
-        kwargs: dict[str, Any] = {}
         if self.dialect == "duckdb":
-            database = self.url.database or ":memory:"
-            key = f"memory:{id(self)}"
-            if database != ":memory:" and ":" not in database:
-                path = Path(database).expanduser().resolve()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.url = self.url.set(database=str(path))
-                # Release the file between operations so other processes (Dagster steps,
-                # the UI, a notebook) can open it.
-                kwargs["poolclass"] = sa.NullPool
-                key = str(path)
-            with _DUCKDB_LOCKS_GUARD:
-                self._lock = _DUCKDB_LOCKS.setdefault(key, threading.RLock())
-        self.engine = sa.create_engine(self.url, **kwargs)
+            self.url, self.engine, self._lock = duckdb_engine(self.url, self, duckdb_memory_limit)
+        else:
+            self.engine = sa.create_engine(self.url)
         self._load: Loader = load_executemany
         if bulk and self.dialect == "duckdb":
             self._load = load_duckdb
@@ -169,12 +145,13 @@ class Warehouse:
     def replace(
         self,
         table: sa.Table,
-        rows: pa.Table,
+        rows: Rows,
         report_date: date,
         scope: Mapping[str, str] | None = None,
     ) -> int:
         """Replace the rows of `report_date` (and `scope`, e.g. {"source": "kraken_main"}) in
-        `table` by `rows` (Arrow, SQL column names) in one transaction; returns rows inserted.
+        `table` by `rows` (an Arrow table or stream, SQL column names) in one transaction;
+        returns rows inserted.
 
         `report_date` and scope columns are filled in when absent from `rows` and must match
         when present. On any error the transaction rolls back and the old rows stay."""
@@ -183,7 +160,7 @@ class Warehouse:
     def replace_all(
         self,
         report_date: date,
-        items: Sequence[tuple[sa.Table, pa.Table, Mapping[str, str] | None]],
+        items: Sequence[tuple[sa.Table, Rows, Mapping[str, str] | None]],
         *,
         before: Callable[[sa.Connection], None] | None = None,
         after: Callable[[sa.Connection], None] | None = None,
@@ -191,18 +168,22 @@ class Warehouse:
         """Several `replace`s of one date in ONE transaction: BI never sees a half-published
         date (e.g. the report replaced but its quarantine or completeness rows not yet).
 
-        `before` runs after the date's lock is taken and before any delete (e.g. archive the
-        rows being replaced); `after` runs after the inserts (e.g. diff old and new). Both are
-        inside the transaction: if either raises, nothing of the date changes."""
+        Rows are a table or a stream of record batches (`pa.RecordBatchReader`, read once
+        inside the transaction, a batch at a time: a report of millions of rows is never one
+        table in memory). `before` runs after the date's lock is taken and before any delete
+        (e.g. archive the rows being replaced); `after` runs after the inserts (e.g. diff old
+        and new). Both are inside the transaction: if either raises, nothing of the date
+        changes."""
         prepared = []
         for table, rows, scope in items:
             fixed = dict(scope or {})
-            data = conform(table, rows, {"report_date": report_date, **fixed})
+            data = conformed(table, rows, {"report_date": report_date, **fixed})
             where = [
                 table.c.report_date == report_date,
                 *(table.c[k] == v for k, v in fixed.items()),
             ]
             prepared.append((table, data, where))
+        counts = []
         with self._transaction() as conn:
             if self.dialect == "postgresql":
                 # Two runs of the same date take turns instead of interleaving delete/insert.
@@ -214,16 +195,16 @@ class Warehouse:
                 before(conn)
             for table, data, where in prepared:
                 conn.execute(sa.delete(table).where(*where))
-                if data.num_rows:
-                    self._load(conn, table, data)
+                empty = isinstance(data, pa.Table) and not data.num_rows
+                counts.append(0 if empty else self._load(conn, table, data))
             if after is not None:
                 after(conn)
-        return [data.num_rows for _, data, _ in prepared]
+        return counts
 
-    def replace_report(self, report: pa.Table, report_date: date) -> int:
-        """Replace `report_date` in settlement_balance_report by `report` (REPORT_SCHEMA names)."""
-        renamed = report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names])
-        return self.replace(REPORT_TABLE, renamed, report_date)
+    def replace_report(self, report: Rows, report_date: date) -> int:
+        """Replace `report_date` in settlement_balance_report by `report` (REPORT_SCHEMA names,
+        a table or a stream of record batches)."""
+        return self.replace(REPORT_TABLE, sql_named(report), report_date)
 
     def replace_quarantine(
         self, rejected: Sequence[Rejected], report_date: date, run_id: str
@@ -246,7 +227,7 @@ class Warehouse:
             .where(table.c.report_date == report_date)
             .order_by(*(table.c[n] for n in _REPORT_ORDER))
         )
-        return self._read_arrow(query, schema)
+        return self.read_arrow(query, schema)
 
     def read_totals(self, report_date: date) -> pa.Table:
         """Total per (account_uuid, ccy) of `report_date`'s report, summed exactly by the
@@ -260,11 +241,12 @@ class Warehouse:
         )
         amount = arrow_schema(REPORT_TABLE).field("total").type
         schema = pa.schema([("account_uuid", pa.string()), ("ccy", pa.string()), ("total", amount)])
-        return self._read_arrow(query, schema)
+        return self.read_arrow(query, schema)
 
-    def _read_arrow(self, query: sa.Select[Any], schema: pa.Schema) -> pa.Table:
-        """Run `query` into an Arrow table of `schema`: DuckDB's Arrow export, PostgreSQL's
-        COPY out read by pyarrow (no Python row objects), else plain rows."""
+    def read_arrow(self, query: sa.Select[Any], schema: pa.Schema) -> pa.Table:
+        """Run `query` into an Arrow table of `schema` (its columns, in order): DuckDB's Arrow
+        export, PostgreSQL's COPY out read by pyarrow (no Python row objects), else plain
+        rows."""
         with self._transaction() as conn:
             raw: Any = conn.connection.driver_connection
             if self._load in (load_duckdb, load_postgres_copy):

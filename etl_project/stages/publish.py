@@ -25,10 +25,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from etl_project import failpoints, staging
 from etl_project.errors import EtlError
-from etl_project.report.serialise import to_csv, to_json, to_parquet
-from etl_project.sinks.files import QUARANTINE_PREFIX, quarantine_bytes, quarantine_key
+from etl_project.model import Rejected
+from etl_project.report.batches import report_batches
+from etl_project.sinks.files import (
+    CONTENT_TYPES,
+    QUARANTINE_PREFIX,
+    quarantine_bytes,
+    quarantine_key,
+    write_report_files,
+)
 from etl_project.sinks.files import report_keys as current_file_keys
 from etl_project.sinks.object_store import ObjectStore
 from etl_project.sinks.report_versions import (
@@ -42,15 +51,9 @@ from etl_project.stages.publish_warehouse import (
     status_doc,
     where,
 )
-from etl_project.stages.report import staged_report
-from etl_project.venues.base import Rejected
+from etl_project.stages.report import staged_report_file
 
 REPORT_DIR = "reports/settlement_balance"
-_CONTENT_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "json": "application/json",
-    "parquet": "application/vnd.apache.parquet",
-}
 #: What `_status.json` says while a date is between its commit point and its last file.
 PUBLISHING = "publishing"
 FAILED = "failed"
@@ -105,25 +108,31 @@ def publish_report(
 ) -> Published:
     """Publish D's audited, staged report everywhere as one unit (see the module docstring).
 
-    `in_transaction(conn, details)` runs inside the commit transaction (e.g. the account
-    registry update). Raises `PublishError` with a one-line cause."""
-    report, details = staged_report(store, report_date)
+    The staged report is read batch by batch, once for the three files and once inside the
+    commit transaction: memory is a few batches, whatever the report's size. Raises
+    `PublishError` with a one-line cause."""
+    with staged_report_file(store, report_date) as (parquet, details):
+        return _publish(store, warehouse, report_date, parquet, details)
+
+
+def _publish(
+    store: ObjectStore,
+    warehouse: Warehouse,
+    report_date: date,
+    parquet: pq.ParquetFile,
+    details: dict[str, Any],
+) -> Published:
     run_id: str = details["run_id"]
     prefix = version_prefix(report_date, run_id)
     status = status_doc(report_date, details, prefix)
     rejected = [Rejected(**r) for r in details.get("rejected", [])]
 
     store.sweep_temp([date_dir(report_date), f"{QUARANTINE_PREFIX}/date={report_date}/"])
-    payloads = {
-        "csv": to_csv(report),
-        "json": to_json(report),
-        "parquet": to_parquet(report),
-    }
-    files = {fmt: f"{prefix}settlement_balance_{report_date}.{fmt}" for fmt in payloads}
+    files = {fmt: f"{prefix}settlement_balance_{report_date}.{fmt}" for fmt in CONTENT_TYPES}
     files["quarantine"] = f"{prefix}quarantine_{report_date}.json"
-    _step(
+    rows: int = _step(
         "write the version's files",
-        lambda: _write_version(store, files, payloads, rejected, report_date, run_id, status),
+        lambda: _write_version(store, files, parquet, rejected, report_date, run_id, status),
         committed=False,
     )
     previous = _step("read _status.json", lambda: read_status(store, report_date), False)
@@ -136,6 +145,7 @@ def publish_report(
     _step("mark the date publishing", lambda: _put_status(store, report_date, marker), False)
     failpoints.hit("publish.before_commit")
     try:
+        report = report_batches(parquet)
         restatement = commit(store, warehouse, report, details, status, prefix)
     except Exception as exc:
         cause = f"warehouse {warehouse.safe_url}: {_cause(exc)}"
@@ -160,7 +170,7 @@ def publish_report(
         restated = read_restatements(conn, report_date, run_id)
     return Published(
         run_id=run_id,
-        rows=report.num_rows,
+        rows=rows,
         completeness=status["completeness"],
         rejected_rows=len(rejected),
         uris=uris,
@@ -203,20 +213,23 @@ def restatement_markdown(published: Published) -> str:
 def _write_version(
     store: ObjectStore,
     files: dict[str, str],
-    payloads: dict[str, bytes],
+    parquet: pq.ParquetFile,
     rejected: list[Rejected],
     report_date: date,
     run_id: str,
     status: dict[str, Any],
-) -> None:
-    for fmt, data in payloads.items():
-        store.put(files[fmt], data, content_type=_CONTENT_TYPES[fmt])
+) -> int:
+    """The version's files: the three report files from one read of the staged report, then
+    the quarantine and the version's `_status.json`; returns the report's rows."""
+    keys = {fmt: files[fmt] for fmt in CONTENT_TYPES}
+    rows = write_report_files(store, report_batches(parquet), keys)
     store.put(
         files["quarantine"],
         quarantine_bytes(rejected, report_date, run_id),
         content_type="application/json",
     )
     staging.put_json(store, files["csv"].rsplit("/", 1)[0] + "/_status.json", status)
+    return rows
 
 
 def _promote(store: ObjectStore, files: dict[str, str], report_date: date) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""The warehouse half of publishing: the commit transaction and the rows it writes."""
+"""The warehouse half of publishing: the commit transaction and the rows it writes.
+
+The report's rows arrive as a stream of record batches (the staged file read once, inside
+the transaction), so the commit holds a batch in memory, not the report."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from etl_project import failpoints, staging
-from etl_project.report.columns import SQL_NAMES
+from etl_project.model import Rejected
 from etl_project.sinks.account_registry import record_listing
 from etl_project.sinks.object_store import ObjectStore
 from etl_project.sinks.operational_tables import (
@@ -24,9 +27,10 @@ from etl_project.sinks.report_versions import (
     archive_current,
     record_version,
 )
-from etl_project.sinks.warehouse import Warehouse, quarantine_rows
+from etl_project.sinks.warehouse import Warehouse
+from etl_project.sinks.warehouse_loaders import Rows
+from etl_project.sinks.warehouse_rows import quarantine_rows, sql_named
 from etl_project.sinks.warehouse_tables import QUARANTINE_TABLE, REPORT_TABLE
-from etl_project.venues.base import Rejected
 
 PUBLISHING = "publishing"
 
@@ -34,12 +38,13 @@ PUBLISHING = "publishing"
 def commit(
     store: ObjectStore,
     warehouse: Warehouse,
-    report: pa.Table,
+    report: Rows,
     details: dict[str, Any],
     status: dict[str, Any],
     prefix: str,
 ) -> Restatement:
-    """The commit point: every warehouse table of the date in one transaction."""
+    """The commit point: every warehouse table of the date in one transaction. `report` is
+    the report's rows (REPORT_SCHEMA names), a table or a stream of record batches."""
     run_id = details["run_id"]
     report_date = date.fromisoformat(status["report_date"])
     now = datetime.now(UTC)
@@ -75,12 +80,12 @@ def commit(
 
 def warehouse_items(
     store: ObjectStore,
-    report: pa.Table,
+    report: Rows,
     details: dict[str, Any],
     status: dict[str, Any],
     now: datetime,
     completeness: pa.Table,
-) -> list[tuple[sa.Table, pa.Table, None]]:
+) -> list[tuple[sa.Table, Rows, None]]:
     run_id = details["run_id"]
     position_keys = details.get("extra_tables", {}).get("positions", [])
     rejected = [Rejected(**r) for r in details.get("rejected", [])]
@@ -93,12 +98,8 @@ def warehouse_items(
         "published_at": now,
         "cause": None,
     }
-    items: list[tuple[sa.Table, pa.Table, None]] = [
-        (
-            REPORT_TABLE,
-            report.rename_columns([SQL_NAMES.get(n, n) for n in report.column_names]),
-            None,
-        ),
+    items: list[tuple[sa.Table, Rows, None]] = [
+        (REPORT_TABLE, sql_named(report), None),
         (QUARANTINE_TABLE, quarantine_rows(rejected, run_id), None),
         (COMPLETENESS_TABLE, _with_run_id(completeness, run_id), None),
         (REPORT_RUNS_TABLE, pa.Table.from_pylist([status_row]), None),

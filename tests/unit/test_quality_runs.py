@@ -10,7 +10,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from etl_project import quality_runs
+from etl_project import quality, quality_runs
 from etl_project.checks import CheckOutcome
 from etl_project.report.columns import SQL_NAMES
 from etl_project.sinks.operational_tables import REPORT_RUNS_TABLE
@@ -122,6 +122,28 @@ def test_movement_and_row_count_against_the_previous_day(wh: Warehouse) -> None:
         False,
         "1 rows vs 4 in the previous report (-75.00%, exceeds 50%)",
     )
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-9, 0.5, 50.0, 1e6])
+def test_movement_in_the_warehouse_says_what_the_totals_comparison_says(
+    wh: Warehouse, threshold: float
+) -> None:
+    """The database joins and narrows the two days; the verdict equals the pure comparison of
+    the two days' full totals (pairs added, removed, from 0, to 0, huge, tiny)."""
+    before, today = sample_report(D2, n=12), sample_report(D, n=12)
+    totals = [Decimal(v) for v in ("0", "1", "-1", "1e-20", "99999999999999999.5", "7.77")]
+    changed = ["0", "1.000000001", "-1.5", "0", "-99999999999999999.5", "7.77"]
+    for row, (old, new) in enumerate(zip(totals, changed, strict=True)):
+        before = with_total(before, row, old)
+        today = with_total(today, row, Decimal(new))
+    before = before.slice(0, 10)  # today's last two pairs are new, before's are its own
+    today = pa.concat_tables([today.slice(0, 8), today.slice(10)])
+    publish(wh, D2, before)
+    publish(wh, D, today)
+    got = quality_runs.movement(wh, D, threshold)
+    want = quality.movement(wh.read_totals(D), wh.read_totals(D2), threshold)
+    assert (got.passed, got.summary) == (want.passed, want.summary)
+    assert {k: v for k, v in got.metadata.items() if k != "previous_report_date"} == want.metadata
 
 
 def test_freshness_reads_the_published_status(wh: Warehouse) -> None:

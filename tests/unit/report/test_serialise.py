@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from etl_project.report import serialise
+from etl_project.report import text_rules
 from etl_project.report.columns import AMOUNT_COLUMNS, AMOUNT_TYPE, REPORT_COLUMNS, REPORT_SCHEMA
 from etl_project.report.serialise import (
     amount_text,
@@ -22,6 +23,7 @@ from etl_project.report.serialise import (
     to_csv,
     to_json,
     to_parquet,
+    write_report,
 )
 from tests.report_rows import report, row
 
@@ -338,7 +340,7 @@ def test_json_of_an_empty_report() -> None:
 def test_fallback_writer_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     fast_csv, fast_json = to_csv(two_rows()), to_json(two_rows())
     fast_hostile = to_csv(hostile_rows())
-    monkeypatch.setattr(serialise, "_writer_trims_decimals", lambda: False)
+    monkeypatch.setattr(text_rules, "_writer_trims_decimals", lambda: False)
     assert to_csv(two_rows()) == fast_csv
     assert to_json(two_rows()) == fast_json
     assert to_csv(hostile_rows()) == fast_hostile
@@ -379,3 +381,35 @@ def test_parquet_of_an_empty_report() -> None:
     back = read_parquet(to_parquet(REPORT_SCHEMA.empty_table()))
     assert back.num_rows == 0
     assert back.schema.field("Total").type == AMOUNT_TYPE
+
+
+# ------------------------------------------------------------------------ batch by batch
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 7])
+def test_writers_give_the_same_bytes_for_any_batches(batch_rows: int) -> None:
+    """The files are written batch by batch (`write_report`): header once, the JSON array's
+    brackets and commas across batches, every rule per row."""
+    rows = [row(i, Total=Decimal(i).scaleb(-(i % 21)), Hold=Decimal(-i)) for i in range(1, 12)]
+    table = pa.concat_tables([report(*rows), hostile_rows(), two_rows()])
+    sinks = {fmt: io.BytesIO() for fmt in ("csv", "json", "parquet")}
+    written = write_report(table.to_batches(max_chunksize=batch_rows), table.schema, sinks)
+    assert written == table.num_rows
+    assert sinks["csv"].getvalue() == to_csv(table)
+    assert sinks["json"].getvalue() == to_json(table) == reference_json(table)
+    back = read_parquet(sinks["parquet"].getvalue())
+    assert back.equals(table.select(back.column_names))
+
+
+def test_writers_skip_empty_batches_and_write_empty_files() -> None:
+    table = two_rows()
+    empty = table.slice(0, 0).to_batches() or [pa.RecordBatch.from_pylist([], table.schema)]
+    batches = [*empty, *table.to_batches(max_chunksize=1), *empty]
+    sinks = {fmt: io.BytesIO() for fmt in ("csv", "json")}
+    write_report(batches, table.schema, sinks)
+    assert sinks["csv"].getvalue() == to_csv(table)
+    assert sinks["json"].getvalue() == to_json(table)
+    nothing = {fmt: io.BytesIO() for fmt in ("csv", "json")}
+    write_report(iter(()), REPORT_SCHEMA, nothing)
+    assert nothing["csv"].getvalue() == f"{HEADER}\n".encode()
+    assert nothing["json"].getvalue() == b"[]\n"

@@ -1,4 +1,4 @@
-"""PostgreSQL binary COPY encoder (`warehouse_loaders.pg_binary_chunks`), without a database:
+"""PostgreSQL binary COPY encoder (`pg_binary.pg_binary_chunks`), without a database:
 the stream is decoded by an independent reference decoder written from the PostgreSQL docs
 (COPY binary format; `numeric_send`, `date_send`, `timestamp_send`, …) and compared with the
 Arrow input value by value. The same encoder against a real server is in
@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 
 from etl_project.report.columns import AMOUNT_TYPE
-from etl_project.sinks import warehouse_loaders as wl
-from etl_project.sinks.warehouse_loaders import (
+from etl_project.sinks import pg_binary as wl
+from etl_project.sinks.pg_binary import (
     BOOL,
     BYTEA,
     DATE,
@@ -275,6 +275,34 @@ def test_sliced_and_chunked_input() -> None:
     pieces = pa.concat_tables([data.slice(3, 100), data.slice(250, 77), data.slice(499)])
     assert pieces.column("amount").num_chunks == 3
     assert_round_trip(pieces, MIXED_OIDS, rows_per_chunk=40)
+
+
+def test_stream_of_batches_round_trips_with_the_first_batchs_column_order() -> None:
+    """A stream is planned from its first batch; a later batch where a leading column is not
+    fixed-width (nulls, other lengths) is encoded with the same column order."""
+    data = mixed_table(300)
+    first = data.slice(0, 50).combine_chunks()
+    # in the first 50 rows a column fixed nowhere else: one length, no nulls
+    first = first.set_column(3, "text", pa.array(["abc"] * 50))
+    table = pa.concat_tables([first, data.slice(50)])
+    plan = binary_plan(first, MIXED_OIDS)
+    assert plan is not None
+    assert 3 in [f.index for f in plan.fields if f.fixed]
+    batches = [b for b in table.to_batches(max_chunksize=37) if b.num_rows]
+    stream = b"".join(bytes(c) for c in pg_binary_chunks(iter(batches), plan, rows_per_chunk=16))
+    got = decode(stream, [MIXED_OIDS[i] for i in plan.order])
+    columns = table.to_pydict().values()
+    want = [tuple(row[i] for i in plan.order) for row in zip(*columns, strict=True)]
+    assert got == want
+
+
+def test_stream_integer_out_of_range_in_a_later_batch_raises() -> None:
+    fits = pa.table({"n": pa.array([1, 2], pa.int64())})
+    plan = binary_plan(fits, [INT4])
+    assert plan is not None
+    late = pa.record_batch({"n": pa.array([3, 2**40], pa.int64())})
+    with pytest.raises(pa.ArrowInvalid):
+        list(pg_binary_chunks(iter([*fits.to_batches(), late]), plan))
 
 
 def test_fixed_width_fields_lead_the_row() -> None:

@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.partitions import partition_date
 from assets.resources import EtlConfigResource, ObjectStoreResource, WarehouseResource
+from etl_project.day_page.write import write_day_page
 from etl_project.report.batches import report_batches
 from etl_project.report.summary import markdown_table, totals_by
 from etl_project.sinks.account_registry import expected_accounts
@@ -107,11 +108,17 @@ def report_assets(
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult]:
         report_date = partition_date(context)
+        store = object_store.open()
         with warehouse.session() as wh:
             try:
-                published = publish.publish_report(object_store.open(), wh, report_date)
+                published = publish.publish_report(store, wh, report_date)
             except publish.PublishError as exc:
                 raise dg.Failure(description=str(exc)) from None
+            try:  # after the commit: the page reads what was published
+                day_page = store.uri(write_day_page(wh.engine, store, report_date))
+            except Exception as exc:  # a picture is never a reason to fail a published date
+                context.log.warning(f"day page of {report_date} not written: {exc}")
+                day_page = None
         common: dict[str, dg.RawMetadataValue] = {
             "run_id": published.run_id,
             "rows": published.rows,
@@ -123,6 +130,7 @@ def report_assets(
                 **common,
                 **{fmt: dg.MetadataValue.path(uri) for fmt, uri in published.uris.items()},
                 "version": dg.MetadataValue.path(published.version_prefix),
+                **({"day_page": dg.MetadataValue.path(day_page)} if day_page else {}),
             },
         )
         restatement = published.restatement

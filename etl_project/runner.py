@@ -18,6 +18,7 @@ from typing import Any
 
 from etl_project import staging
 from etl_project.config import AppConfig, load_config
+from etl_project.day_page.write import day_page_key
 from etl_project.sinks.files import quarantine_key, report_keys
 from etl_project.sinks.object_store import ObjectStore, open_store
 from etl_project.stages.publish import read_status
@@ -209,6 +210,8 @@ def _safe_location(location: str) -> str:
 def _outputs(store: ObjectStore, config: AppConfig, report_date: date) -> dict[str, str]:
     outputs = {fmt: store.uri(key) for fmt, key in report_keys(report_date).items()}
     outputs["quarantine"] = store.uri(quarantine_key(report_date))
+    if store.exists(day_page_key(report_date)):
+        outputs["day_page"] = store.uri(day_page_key(report_date))
     outputs["raw"] = store.uri("raw/")
     outputs["warehouse"] = f"{_safe_url(config.warehouse)} (table settlement_balance_report)"
     outputs["checks"] = f"{_safe_url(config.warehouse)} (table settlement_check_results)"

@@ -39,9 +39,11 @@ def test_demo_prints_outcome_gap_failed_check_and_output_paths(
         "  rows: settlement_platform_demo: delivered 10 = published 9 + dropped all-zero 1 "
         "+ quarantined 0",
     ]
-    outputs = dict(line.split(None, 1) for line in lines[8:15])
+    outputs = dict(line.split(None, 1) for line in lines[8:16])
     for name in ("csv", "json", "parquet", "quarantine"):
         assert Path(outputs[name]).is_file(), name
+    page = Path(outputs["day_page"]).read_text()  # the picture of the day, beside the report
+    assert page.startswith("<!DOCTYPE html>") and f"Settlement balance report {today}" in page
     assert outputs["warehouse"] == (
         f"duckdb:///{tmp_path / 'warehouse.duckdb'} (table settlement_balance_report)"
     )

@@ -30,7 +30,7 @@ from etl_project.config import read_layout
 
 JOB_NAME = "daily_settlement_report"
 FRESHNESS_JOB_NAME = "settlement_report_freshness"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # package data
 
 
 def build_definitions(config_path: str | os.PathLike[str]) -> dg.Definitions:
@@ -84,4 +84,8 @@ def build_definitions(config_path: str | os.PathLike[str]) -> dg.Definitions:
     )
 
 
-defs = build_definitions(os.environ.get("ETL_CONFIG") or DEFAULT_CONFIG)
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location's definitions, built when Dagster loads it (not at import): the config
+    comes from `ETL_CONFIG`, read only here, else the demo config shipped with the package."""
+    return build_definitions(os.environ.get("ETL_CONFIG") or DEFAULT_CONFIG)

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_workspace_module_loads_demo_config() -> None:
     import assets
 
-    defs = assets.defs
+    defs = assets.defs()
     defs.resolve_all_job_defs()
     job = defs.resolve_job_def(JOB_NAME)
     keys = {node.key.to_user_string() for node in defs.resolve_asset_graph().asset_nodes}
@@ -59,12 +59,12 @@ def test_workspace_module_loads_demo_config() -> None:
 def test_schedule_requests_yesterday() -> None:
     import assets
 
-    schedule = assets.defs.resolve_schedule_def("daily_settlement_report_schedule")
+    schedule = assets.defs().resolve_schedule_def("daily_settlement_report_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "UTC"
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 21, 2, 0, tzinfo=UTC),
-        repository_def=assets.defs.get_repository_def(),
+        repository_def=assets.defs().get_repository_def(),
     )
     requests = schedule.evaluate_tick(context).run_requests
     assert requests is not None and len(requests) == 1
@@ -78,12 +78,12 @@ def checks_without(checks: set[tuple[str, str]], name: str) -> set[str]:
 def test_freshness_schedule_runs_the_freshness_job_at_the_deadline() -> None:
     import assets
 
-    schedule = assets.defs.resolve_schedule_def(FRESHNESS_SCHEDULE_NAME)
+    schedule = assets.defs().resolve_schedule_def(FRESHNESS_SCHEDULE_NAME)
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "UTC")
     assert schedule.job_name == FRESHNESS_JOB_NAME
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 21, 6, 0, tzinfo=UTC),
-        repository_def=assets.defs.get_repository_def(),
+        repository_def=assets.defs().get_repository_def(),
     )
     requests = schedule.evaluate_tick(context).run_requests
     assert requests is not None and len(requests) == 1
@@ -149,7 +149,7 @@ def test_every_job_runs_its_steps_in_the_run_process() -> None:
     steps in threads of the run worker (as the CLI does), never a process per step."""
     import assets
 
-    jobs = assets.defs.get_repository_def().get_all_jobs()
+    jobs = assets.defs().get_repository_def().get_all_jobs()
     assert {job.name for job in jobs} >= {JOB_NAME, FRESHNESS_JOB_NAME, ASSET_GRAPH_JOB}
     assert {job.name: job.executor_def.name for job in jobs} == {
         job.name: "threaded_in_process" for job in jobs
@@ -175,3 +175,20 @@ def test_unknown_kind_is_refused_at_load(tmp_path: Path) -> None:
     path.write_text("sources:\n  - name: x\n    kind: nope\n")
     with pytest.raises(ConfigError, match="unknown kind 'nope'"):
         build_definitions(path)
+
+
+def test_importing_the_code_location_reads_no_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Definitions are built when Dagster loads the location, from ETL_CONFIG read then: an
+    import (the CLI's, a test's, an installed wheel's) never touches a config file."""
+    import importlib
+
+    import assets.definitions
+    from etl_project.errors import ConfigError
+
+    monkeypatch.setenv("ETL_CONFIG", "/nonexistent.yaml")
+    module = importlib.reload(assets.definitions)
+    with pytest.raises(ConfigError, match="/nonexistent.yaml"):
+        module.defs()
+    monkeypatch.delenv("ETL_CONFIG")
+    assert module.DEFAULT_CONFIG.is_file()  # the demo config ships inside the package
+    assert module.defs().resolve_job_def(JOB_NAME).name == JOB_NAME

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from etl_project.cli import DEMO_ENV, demo_sources
+from assets.cli import DEMO_ENV, demo_sources
 from etl_project.simulator import (
     DEFAULT_KRAKEN_API_KEY,
     DEFAULT_KRAKEN_API_SECRET,

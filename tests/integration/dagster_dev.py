@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import requests
 
-from etl_project.cli import ui_command
+from assets.cli import ui_command
 
 # Statuses of `PartitionBackfill.status` after which the daemon no longer touches a backfill.
 BACKFILL_TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}

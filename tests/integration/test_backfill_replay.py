@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 
 from assets.definitions import build_definitions
+from assets.runner import run_report
 from etl_project.config import load_config
 from etl_project.report.serialise import read_csv_rows
-from etl_project.runner import run_report
 from etl_project.sinks.files import report_keys
 from etl_project.sinks.object_store import open_store
 from tests.integration.helpers import store_past_snapshots

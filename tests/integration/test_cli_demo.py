@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from etl_project.cli import DEMO_ENV, main
+from assets.cli import DEMO_ENV, main
 from etl_project.simulator import SimulatorConfig
 
 

@@ -46,7 +46,7 @@ def _run(
     }
     env.pop("DAGSTER_HOME", None)
     return subprocess.run(
-        [sys.executable, "-m", "etl_project.cli", "run", "--config", str(config), "--date", DAY],
+        [sys.executable, "-m", "assets.cli", "run", "--config", str(config), "--date", DAY],
         cwd=REPO,
         env=env,
         capture_output=True,

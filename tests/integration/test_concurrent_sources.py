@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from etl_project.cli import DEMO_ENV
-from etl_project.runner import RunSummary, run_report
+from assets.cli import DEMO_ENV
+from assets.runner import RunSummary, run_report
 from etl_project.simulator import Simulator, SimulatorConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -250,7 +250,7 @@ def test_ctrl_c_ends_the_run_at_once_and_names_the_interruption(
     sim.set_hang("saxo", hang_seconds=60)
     day = datetime.now(UTC).date().isoformat()
     child = subprocess.Popen(
-        [sys.executable, "-m", "etl_project.cli", "run", "--config", str(config), "--date", day],
+        [sys.executable, "-m", "assets.cli", "run", "--config", str(config), "--date", day],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -279,7 +279,7 @@ def test_simulate_takes_account_counts_and_the_saxo_rate_limit(
     """`etl-balances simulate` serves what the options say, e.g. production's slow Saxo source
     (300 accounts, pages of 100, 120 requests/minute); the rest keep SimulatorConfig's values."""
     import etl_project.simulator as simulator
-    from etl_project.cli import main
+    from assets.cli import main
 
     served: list[SimulatorConfig] = []
     monkeypatch.setattr(simulator, "serve_forever", served.append)

@@ -20,9 +20,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from assets.runner import run_report
 from etl_project.config import load_config
 from etl_project.report.serialise import read_csv_rows
-from etl_project.runner import run_report
 from etl_project.simulator import (
     DEFAULT_KRAKEN_API_KEY,
     DEFAULT_KRAKEN_API_SECRET,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from assets.runner import run_report
 from etl_project.report.serialise import read_csv_rows, read_json_rows, read_parquet
-from etl_project.runner import run_report
 from etl_project.simulator import settlement_report as sim_report
 from etl_project.sinks.files import quarantine_key, report_keys
 from etl_project.sinks.object_store import open_store

@@ -15,9 +15,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from assets.runner import run_report
 from assets.sources import source_deadline
 from etl_project.errors import SourceTimeout
-from etl_project.runner import run_report
 from etl_project.simulator import SimulatorConfig
 from etl_project.stages import snapshot as snapshot_stage
 

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from assets.runner import run_report
 from etl_project import failpoints
-from etl_project.runner import run_report
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
 from tests.integration.helpers import FIXTURES, write_config
 from tests.integration.publish_view import read_view
@@ -145,7 +145,7 @@ def _cli(config: Path, env_extra: dict[str, str]) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "etl_project.cli",
+            "assets.cli",
             "run",
             "--config",
             str(config),

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from assets.runner import RunSummary, run_report
 from etl_project.config import load_config
 from etl_project.http import RawResponse
 from etl_project.raw import RawSnapshot
 from etl_project.report.columns import COLUMNS, REPORT_COLUMNS
-from etl_project.runner import RunSummary, run_report
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET, Simulator
 from etl_project.simulator import saxo as sim_saxo
 from etl_project.simulator.data import dumps

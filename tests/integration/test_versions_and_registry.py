@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from assets.cli import main
 from assets.report import WAREHOUSE_KEY
-from etl_project.cli import main
 from etl_project.simulator import DEFAULT_KRAKEN_API_KEY, DEFAULT_KRAKEN_API_SECRET
 from tests.integration.helpers import FIXTURES, materialise, write_config
 from tests.integration.publish_view import read_view

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from etl_project.cli import DEMO_ENV
+from assets.cli import DEMO_ENV
 from etl_project.simulator import Simulator, SimulatorConfig
 from tests.integration.helpers import store_past_snapshots
 from tests.ui.stack import (
@@ -70,7 +70,7 @@ def measure_cli(tmp: Path, env: dict[str, str], today: date, backfill: bool) -> 
         config = write_ui_config(tmp, sim.url)
         for source in SOURCES:
             store_past_snapshots(config, PAST, source=source)
-        cli = [sys.executable, "-m", "etl_project.cli"]
+        cli = [sys.executable, "-m", "assets.cli"]
         times = {
             "cli_one_date_s": _timed(
                 [*cli, "run", "--config", str(config), "--date", today.isoformat()], env

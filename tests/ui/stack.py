@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etl_project.cli import DEMO_ENV, demo_sources
+from assets.cli import DEMO_ENV, demo_sources
 from etl_project.simulator import SimulatorConfig
 from tests.conftest import free_port
 from tests.integration.dagster_dev import BACKFILL_TERMINAL, DagsterDev, dagster_dev
@@ -34,7 +34,7 @@ RUN_TIMEOUT = 180.0
 BACKFILL_TIMEOUT = 600.0
 RUN_TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 #: `make ui`, on free ports.
-ETL_BALANCES_UI = (sys.executable, "-m", "etl_project.cli", "ui", "--port", "{port}")
+ETL_BALANCES_UI = (sys.executable, "-m", "assets.cli", "ui", "--port", "{port}")
 ETL_BALANCES_UI += ("--sim-port", "{sim_port}")
 
 LAUNCH_RUN = """

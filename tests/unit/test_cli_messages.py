@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from etl_project.cli import main
+from assets.cli import main
 from etl_project.config import redact
 
 TODAY = datetime.now(UTC).date()

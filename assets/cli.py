@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from assets.runner import RunSummary, run_report
 from etl_project.errors import ConfigError
-from etl_project.runner import RunSummary, run_report
 
 #: Demo credentials (the simulator's own, not secrets) reach the config as ${VAR}, like real ones.
 DEMO_ENV = {
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    ui = sub.add_parser("ui", help="simulator + `dagster dev` on config/demo.yaml")
+    ui = sub.add_parser("ui", help="simulator + `dagster dev` on the demo venues")
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--sim-port", type=int, default=8765)
     ui.set_defaults(func=cmd_ui)

@@ -187,7 +187,7 @@ def test_importing_the_code_location_reads_no_config(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("ETL_CONFIG", "/nonexistent.yaml")
     module = importlib.reload(assets.definitions)
-    with pytest.raises(ConfigError, match="/nonexistent.yaml"):
+    with pytest.raises(ConfigError, match=r"/nonexistent\.yaml"):
         module.defs()
     monkeypatch.delenv("ETL_CONFIG")
     assert module.DEFAULT_CONFIG.is_file()  # the demo config ships inside the package

@@ -109,6 +109,7 @@ def run_scenario(dates: int, workers: int, policy: str) -> dict[str, Any]:
         RUN_DONE,
         deployment,
         wait_for_workers,
+        write_two_venue_config,
     )
     from tests.integration.helpers import store_past_snapshots
 
@@ -117,25 +118,8 @@ def run_scenario(dates: int, workers: int, policy: str) -> dict[str, Any]:
         root = Path(tmp)
         sim = s["sim"]
         warehouse = f"{PG_URL}?options=-csearch_path%3D{s['schema']}"
-        config = root / "config.yaml"
-        config.write_text(
-            f"storage: s3://{s['bucket']}/lake\n"
-            f"warehouse: {warehouse}\n"
-            "sources:\n"
-            "  - name: kraken_main\n"
-            "    kind: kraken_futures\n"
-            f"    base_url: {sim.kraken_base_url}\n"
-            "    api_key: ${TEST_KRAKEN_KEY}\n"
-            "    api_secret: ${TEST_KRAKEN_SECRET}\n"
-            "  - name: saxo_main\n"
-            "    kind: saxo\n"
-            f"    base_url: {sim.saxo_base_url}\n"
-            "    access_token: ${TEST_SAXO_TOKEN}\n"
-            "report:\n"
-            "  start_date: '2026-01-01'\n"
-            "  venue_retries: 0\n"
-            "  venue_retry_delay_seconds: 0\n",
-            encoding="utf-8",
+        config = write_two_venue_config(
+            root / "config.yaml", f"s3://{s['bucket']}/lake", warehouse, sim
         )
         env = dict(
             os.environ,

@@ -29,6 +29,9 @@ from typing import IO, Any
 import requests
 import yaml
 
+from tests.integration.dagster_dev import LAUNCH_BACKFILL as LAUNCH_BACKFILL  # re-exported
+from tests.integration.dagster_dev import LOCATION_QUERY
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
@@ -424,25 +427,6 @@ def wait_for_workers(deploy: Deployment, names: Sequence[str], timeout: float) -
     deploy.wait_until("Celery workers ready", ready, timeout)
 
 
-LOCATION_QUERY = """
-query LocationStatus {
-  workspaceOrError {
-    __typename
-    ... on Workspace {
-      locationEntries {
-        name
-        loadStatus
-        locationOrLoadError {
-          __typename
-          ... on RepositoryLocation { repositories { name } }
-          ... on PythonError { message stack }
-        }
-      }
-    }
-    ... on PythonError { message }
-  }
-}
-"""
 
 RUNS_QUERY = """
 query Runs($filter: RunsFilter) {
@@ -479,16 +463,6 @@ query RunEvents($runId: ID!, $afterCursor: String) {
 }
 """
 
-LAUNCH_BACKFILL = """
-mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-    ... on PythonError { message stack }
-  }
-}
-"""
 
 BACKFILL_STATUS = """
 query BackfillStatus($backfillId: String!) {
@@ -510,3 +484,30 @@ mutation StartSchedule($scheduleSelector: ScheduleSelector!) {
   }
 }
 """
+
+
+def write_two_venue_config(
+    path: Path, storage: str, warehouse: str, sim: Any, **report: object
+) -> Path:
+    """A config of two venues of different kinds (two pools) on the simulator; `report`
+    settings beyond start date and no retries are added as given (quoted when text)."""
+    settings = {"start_date": "2026-01-01", "venue_retries": 0, "venue_retry_delay_seconds": 0}
+    settings.update(report)
+    lines = [f"  {k}: '{v}'" if isinstance(v, str) else f"  {k}: {v}" for k, v in settings.items()]
+    path.write_text(
+        f"storage: {storage}\n"
+        f"warehouse: {warehouse}\n"
+        "sources:\n"
+        "  - name: kraken_main\n"
+        "    kind: kraken_futures\n"
+        f"    base_url: {sim.kraken_base_url}\n"
+        "    api_key: ${TEST_KRAKEN_KEY}\n"
+        "    api_secret: ${TEST_KRAKEN_SECRET}\n"
+        "  - name: saxo_main\n"
+        "    kind: saxo\n"
+        f"    base_url: {sim.saxo_base_url}\n"
+        "    access_token: ${TEST_SAXO_TOKEN}\n"
+        "report:\n" + "\n".join(lines) + "\n",
+        encoding="utf-8",
+    )
+    return path

@@ -54,6 +54,7 @@ from tests.deploy.stack import (
     Deployment,
     deployment,
     wait_for_workers,
+    write_two_venue_config,
 )
 from tests.integration.helpers import store_past_snapshots
 
@@ -81,29 +82,10 @@ BACKFILL_TIMEOUT = 240.0
 def _config(tmp: Path, storage: str, warehouse: str, sim: Simulator, schedule_utc: str) -> Path:
     """Two venues of different kinds (two pools) on the simulator; yesterday is still live
     (`live_cutoff_hours: 48`), March 2026 is replayed from the stored snapshots."""
-    path = tmp / "config.yaml"
-    path.write_text(
-        f"storage: {storage}\n"
-        f"warehouse: {warehouse}\n"
-        "sources:\n"
-        "  - name: kraken_main\n"
-        "    kind: kraken_futures\n"
-        f"    base_url: {sim.kraken_base_url}\n"
-        "    api_key: ${TEST_KRAKEN_KEY}\n"
-        "    api_secret: ${TEST_KRAKEN_SECRET}\n"
-        "  - name: saxo_main\n"
-        "    kind: saxo\n"
-        f"    base_url: {sim.saxo_base_url}\n"
-        "    access_token: ${TEST_SAXO_TOKEN}\n"
-        "report:\n"
-        "  start_date: '2026-01-01'\n"
-        f"  schedule_utc: '{schedule_utc}'\n"
-        "  live_cutoff_hours: 48\n"
-        "  venue_retries: 0\n"
-        "  venue_retry_delay_seconds: 0\n",
-        encoding="utf-8",
-    )
-    return path
+    return write_two_venue_config(
+        tmp / "config.yaml", storage, warehouse, sim, schedule_utc=schedule_utc,
+        live_cutoff_hours=48,
+    )  # fmt: skip
 
 
 def _reference(tmp: Path, store: ObjectStore, bucket: str, config_text: str) -> dict[date, Any]:

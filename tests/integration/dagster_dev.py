@@ -23,7 +23,19 @@ from assets.cli import ui_command
 # Statuses of `PartitionBackfill.status` after which the daemon no longer touches a backfill.
 BACKFILL_TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
-_LOCATION_QUERY = """
+#: GraphQL documents the webserver tests send (also tests/ui, tests/deploy, bench_backfill).
+LAUNCH_BACKFILL = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+    ... on PythonError { message stack }
+  }
+}
+"""
+
+LOCATION_QUERY = """
 query LocationStatus {
   workspaceOrError {
     __typename
@@ -95,7 +107,7 @@ class DagsterDev:
             if self.process.poll() is not None:
                 raise self.fail(f"dagster dev exited with code {self.process.returncode}")
             try:
-                data = self.graphql(_LOCATION_QUERY)
+                data = self.graphql(LOCATION_QUERY)
             except requests.RequestException as exc:  # webserver not listening yet
                 last = f"{type(exc).__name__}"
             else:

@@ -32,7 +32,12 @@ from etl_project.simulator import (
 from etl_project.sinks.files import report_keys
 from etl_project.sinks.object_store import ObjectStore, open_store
 from tests.conftest import free_port
-from tests.integration.dagster_dev import BACKFILL_TERMINAL, DagsterDev, dagster_dev
+from tests.integration.dagster_dev import (
+    BACKFILL_TERMINAL,
+    LAUNCH_BACKFILL,
+    DagsterDev,
+    dagster_dev,
+)
 from tests.integration.helpers import store_past_snapshots, write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,16 +102,6 @@ query Definitions($selector: RepositorySelector!) {
 # assetSelection + partitionNames, no selector). The daemon plans it from the asset graph and
 # submits one run per date; a job backfill would instead need
 # selector {partitionSetName: "daily_settlement_report_partition_set", repositorySelector}.
-LAUNCH_BACKFILL = """
-mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-    ... on PythonError { stack }
-  }
-}
-"""
 
 BACKFILL_STATUS = """
 query BackfillStatus($backfillId: String!) {

@@ -21,7 +21,12 @@ from typing import Any
 from assets.cli import DEMO_ENV, demo_sources
 from etl_project.simulator import SimulatorConfig
 from tests.conftest import free_port
-from tests.integration.dagster_dev import BACKFILL_TERMINAL, DagsterDev, dagster_dev
+from tests.integration.dagster_dev import (
+    BACKFILL_TERMINAL,
+    LAUNCH_BACKFILL,
+    DagsterDev,
+    dagster_dev,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 LOCATION = "settlement_balances"
@@ -48,16 +53,6 @@ mutation LaunchRun($executionParams: ExecutionParams!) {
 }
 """
 
-LAUNCH_BACKFILL = """
-mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on Error { message }
-  }
-}
-"""
 
 BACKFILL = """
 query Backfill($backfillId: String!) {

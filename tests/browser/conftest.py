@@ -25,9 +25,11 @@ def _unavailable(why: str) -> None:
     pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless chromium for the session."""
+    """One headless chromium per test module. Not per session: Playwright's sync API keeps its
+    event loop running in this thread while it is open, and a second `sync_playwright()` (the
+    UI tests') refuses to start inside a running loop."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
